@@ -1,0 +1,67 @@
+"""Named fault points: the one hook the code under test may call.
+
+This module must stay import-light: production code imports ``point`` and must not pull in
+pytest, the controller or anything else. Disarmed, ``point`` costs one dict membership test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# name -> dispatcher installed by the armed controller. The dispatcher gets the point's name and
+# its keyword context and returns what ``point`` returns.
+Dispatcher = Callable[[str, dict[str, Any]], Any]
+_armed: dict[str, Dispatcher] = {}
+
+# Called for every point, armed or not, while set (the thread scheduler makes every point a
+# scheduling point). Kept out of ``point`` itself so the disarmed path stays one lookup: while an
+# observer is installed, ``point``'s code object is swapped for ``_observed_point``'s.
+Observer = Callable[[str, dict[str, Any]], None]
+_observer: Observer | None = None
+
+
+def point(name: str, /, **context: Any) -> Any:
+    """Mark a fault point named ``name`` in the code under test.
+
+    A no-op returning ``None`` unless a test armed this name with ``faultline.arm``; then it
+    performs the armed action (raise, delay, stall, return a value, ...). ``context`` is passed to
+    the action and recorded in the fault event.
+    """
+    if name in _armed:
+        return _armed[name](name, context)
+    return None
+
+
+def _observed_point(name: str, /, **context: Any) -> Any:
+    observer = _observer
+    if observer is not None:
+        observer(name, context)
+    if name in _armed:
+        return _armed[name](name, context)
+    return None
+
+
+_PLAIN_CODE = point.__code__
+
+
+def set_observer(observer: Observer | None) -> Observer | None:
+    """Install ``observer`` for every point (``None`` removes it); return the previous one."""
+    global _observer
+    previous = _observer
+    _observer = observer
+    point.__code__ = _PLAIN_CODE if observer is None else _observed_point.__code__
+    return previous
+
+
+def arm_point(name: str, dispatcher: Dispatcher) -> None:
+    _armed[name] = dispatcher
+
+
+def disarm_point(name: str, dispatcher: Dispatcher) -> None:
+    if _armed.get(name) is dispatcher:
+        del _armed[name]
+
+
+def armed_names() -> list[str]:
+    return sorted(_armed)

@@ -1,0 +1,243 @@
+"""What an armed target does when it is reached.
+
+``faultline.arm(target, action)`` takes one of these, or a shorthand: an exception class or
+instance means :class:`Raise`, any other callable means :class:`Call`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import _raw
+from .errors import FaultlineError, InjectedFault
+
+if TYPE_CHECKING:
+    from .controller import Arming, Faultline
+
+__all__ = [
+    "PROCEED",
+    "Action",
+    "Call",
+    "Delay",
+    "Disconnect",
+    "Hit",
+    "Preempt",
+    "Raise",
+    "Return",
+    "Stall",
+    "Watch",
+    "as_action",
+]
+
+
+class _Proceed:
+    def __repr__(self) -> str:
+        return "PROCEED"
+
+
+PROCEED: Any = _Proceed()
+"""Returned by :meth:`Action.perform` when the target should go on as if nothing happened."""
+
+STALL_BOUND_S = 10.0
+
+
+@dataclass
+class Hit:
+    """One arrival at an armed target, as an action sees it."""
+
+    target: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    count: int
+    thread: str
+    faultline: Faultline
+    arming: Arming
+
+
+class Action:
+    """Base of every action. ``perform`` returns :data:`PROCEED` or the value to return instead."""
+
+    kind = "action"
+
+    def perform(self, hit: Hit) -> Any:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.kind
+
+
+@dataclass
+class Raise(Action):
+    """Raise ``exc`` (a class, or an instance raised afresh each time); by default an
+    :class:`~pytest_faultline.InjectedFault` naming the target."""
+
+    exc: type[BaseException] | BaseException | None = None
+    kind = "raise"
+
+    def __post_init__(self) -> None:
+        exc = self.exc
+        if exc is not None and not (
+            isinstance(exc, BaseException) or (isinstance(exc, type) and issubclass(exc, BaseException))
+        ):
+            raise FaultlineError(
+                f"Raise() needs an exception class or instance, got {exc!r}; "
+                f"for example Raise(ConnectionResetError) or Raise(OSError(104, 'reset'))"
+            )
+
+    def perform(self, hit: Hit) -> Any:
+        exc = self.exc
+        if exc is None:
+            raise InjectedFault(f"fault injected at {hit.target!r} (hit {hit.count})")
+        if isinstance(exc, type):
+            raise exc(f"fault injected at {hit.target!r} (hit {hit.count})")
+        # A fresh copy, so raising it again does not grow one traceback across hits.
+        raise copy.copy(exc).with_traceback(None)
+
+    def describe(self) -> str:
+        exc = self.exc
+        if exc is None:
+            return "raise InjectedFault"
+        name = exc.__name__ if isinstance(exc, type) else repr(exc)
+        return f"raise {name}"
+
+
+@dataclass
+class Delay(Action):
+    """Sleep ``seconds`` (through ``time.sleep``, so the clock and scheduler see it), then go on."""
+
+    seconds: float
+    kind = "delay"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seconds, (int, float)) or self.seconds < 0:
+            raise FaultlineError(f"Delay() needs seconds >= 0, got {self.seconds!r}")
+
+    def perform(self, hit: Hit) -> Any:
+        time.sleep(self.seconds)
+        return PROCEED
+
+    def describe(self) -> str:
+        return f"delay {self.seconds}s"
+
+
+@dataclass
+class Return(Action):
+    """Skip the call and return ``value`` (for a point, ``point()`` returns it)."""
+
+    value: Any = None
+    kind = "return"
+
+    def perform(self, hit: Hit) -> Any:
+        return self.value
+
+    def describe(self) -> str:
+        return f"return {self.value!r}"
+
+
+@dataclass
+class Call(Action):
+    """Call ``fn`` with the target's arguments (a point's context as keywords), then go on."""
+
+    fn: Callable[..., Any]
+    kind = "call"
+
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise FaultlineError(f"Call() needs a callable, got {self.fn!r}")
+
+    def perform(self, hit: Hit) -> Any:
+        self.fn(*hit.args, **hit.kwargs)
+        return PROCEED
+
+    def describe(self) -> str:
+        return f"call {getattr(self.fn, '__qualname__', repr(self.fn))}"
+
+
+@dataclass
+class Stall(Action):
+    """Block the arriving thread until :meth:`release` (or the test ends), at most ``timeout``
+    seconds; then go on. ``arming.wait(...)`` tells the test a thread has arrived."""
+
+    timeout: float = STALL_BOUND_S
+    kind = "stall"
+    _released: _raw.RawEvent = field(default_factory=_raw.RawEvent, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
+            raise FaultlineError(f"Stall() needs a timeout > 0 seconds, got {self.timeout!r}")
+
+    def perform(self, hit: Hit) -> Any:
+        if not self._released.wait(self.timeout):
+            hit.faultline.record(
+                "stall-timeout", hit.target, f"not released within {self.timeout}s; going on"
+            )
+        return PROCEED
+
+    def release(self) -> None:
+        """Let every stalled thread (and every later arrival) go on."""
+        self._released.set()
+
+    @property
+    def released(self) -> bool:
+        return self._released.is_set()
+
+    def describe(self) -> str:
+        return f"stall (bound {self.timeout}s)"
+
+
+@dataclass
+class Preempt(Action):
+    """Force a thread switch here when the thread scheduler runs the test; otherwise recorded."""
+
+    kind = "preempt"
+
+    def perform(self, hit: Hit) -> Any:
+        hit.faultline.run_handlers("preempt", hit)
+        return PROCEED
+
+
+@dataclass
+class Disconnect(Action):
+    """Drop every connection of the test's proxies and patched sockets, then go on."""
+
+    kind = "disconnect"
+
+    def perform(self, hit: Hit) -> Any:
+        hit.faultline.run_handlers("disconnect", hit)
+        return PROCEED
+
+
+@dataclass
+class Watch(Action):
+    """Do nothing but count hits (for ``faultline.hits`` and ``arming.wait``)."""
+
+    kind = "watch"
+
+    def perform(self, hit: Hit) -> Any:
+        return PROCEED
+
+
+ACTION_HELP = (
+    "an action is an exception class or instance (raised), a callable (called with the target's "
+    "arguments), or one of pytest_faultline.actions: Raise, Delay, Return, Call, Stall, Preempt, "
+    "Disconnect, Watch"
+)
+
+
+def as_action(action: object) -> Action:
+    """The :class:`Action` that ``action`` stands for; :class:`FaultlineError` if none."""
+    if isinstance(action, Action):
+        return action
+    if isinstance(action, type) and issubclass(action, Action):
+        return action()
+    if isinstance(action, BaseException) or (
+        isinstance(action, type) and issubclass(action, BaseException)
+    ):
+        return Raise(action)
+    if callable(action) and not isinstance(action, type):
+        return Call(action)
+    raise FaultlineError(f"cannot arm {action!r}: {ACTION_HELP}")

@@ -1,0 +1,92 @@
+"""The ``faultline`` fixture and the bookkeeping that ties a controller to its test item."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .controller import Faultline
+from .decider import ReplayToken, derive_seed, test_fingerprint
+from .errors import ScenarioError, TargetError
+from .settings import SETTINGS_KEY
+
+__all__ = ["CONTROLLER_KEY", "LIVE", "TOKENS_KEY", "faultline", "scenario_requests"]
+
+CONTROLLER_KEY = pytest.StashKey[Faultline]()
+TOKENS_KEY = pytest.StashKey[Any]()  # the session's TokenCache
+LIVE: set[Faultline] = set()  # controllers not yet closed, closed at unconfigure as a last resort
+
+
+def scenario_requests(item: pytest.Item) -> list[tuple[str, dict[str, Any], str]]:
+    """(name, params, where) for each marker on ``item`` (closest first) and each CLI name."""
+    requests = []
+    for mark in reversed(list(item.iter_markers("faultline"))):
+        where = f"in @pytest.mark.faultline on {item.nodeid}"
+        if len(mark.args) != 1 or not isinstance(mark.args[0], str):
+            raise ScenarioError(
+                f"@pytest.mark.faultline takes exactly one scenario name and keyword parameters, "
+                f"got args {mark.args!r} {where}; stack markers to apply several scenarios"
+            )
+        requests.append((mark.args[0], dict(mark.kwargs), where))
+    settings = item.config.stash[SETTINGS_KEY]
+    for name in settings.scenarios:
+        if all(name != r[0] for r in requests):
+            requests.append((name, {}, "from --faultline"))
+    return requests
+
+
+def _token_for(item: pytest.Item) -> ReplayToken | None:
+    settings = item.config.stash[SETTINGS_KEY]
+    fingerprint = test_fingerprint(item.nodeid)
+    if settings.replay is not None and settings.replay.test == fingerprint:
+        return settings.replay
+    cache = item.config.stash.get(TOKENS_KEY, None)
+    stored = cache.tokens.get(item.nodeid) if cache is not None else None
+    if stored is not None:
+        try:
+            token = ReplayToken.decode(stored)
+        except Exception:  # an unreadable cached token is dropped, not fatal
+            cache.update(item.nodeid, None)
+            return None
+        if token.test == fingerprint:
+            return token
+    return None
+
+
+@pytest.fixture
+def faultline(request: pytest.FixtureRequest) -> Iterator[Faultline]:
+    """One fault-injection controller for this test.
+
+    ``faultline.seed`` / ``.random`` / ``.fake``: the test's seed (session seed mixed with the
+    test id) and generators seeded from it. ``faultline.arm(target, action, times=, after=,
+    probability=)``: make a point or ``"pkg.mod:Qual.name"`` raise, delay, stall or return.
+    ``faultline.hits(target)``, ``faultline.events``, ``faultline.token()``. Scenarios from
+    ``@pytest.mark.faultline`` and ``--faultline`` are applied before the test starts. Every
+    patch is undone when the test ends, in reverse order, even if it fails or is interrupted.
+    """
+    item = request.node
+    settings = item.config.stash[SETTINGS_KEY]
+    for stale in list(LIVE):  # a crashed earlier test must not leak into this one
+        LIVE.discard(stale)
+        stale.close()
+    controller = Faultline(
+        seed=derive_seed(settings.seed, item.nodeid),
+        nodeid=item.nodeid,
+        token=_token_for(item),
+        settings=settings,
+    )
+    LIVE.add(controller)
+    item.stash[CONTROLLER_KEY] = controller
+    try:
+        try:
+            controller.apply_many(scenario_requests(item))
+        except (ScenarioError, TargetError) as exc:
+            # A usage error: show the message that says what to fix, not our internals.
+            controller.usage_error = True
+            pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+        yield controller
+    finally:
+        LIVE.discard(controller)
+        controller.close()

@@ -1,0 +1,213 @@
+"""Options, ini keys and environment variables, and the one place their precedence is decided.
+
+Precedence: marker > CLI > ``FAULTLINE_*`` env > ini > default. Markers are applied per test by
+the controller; this module resolves the rest into a frozen :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+from .decider import SEED_LIMIT, ReplayToken
+from .errors import ReplayTokenError
+
+__all__ = ["OPTIONS", "SETTINGS_KEY", "Settings", "add_options", "resolve_settings"]
+
+BACKENDS = ("embedded", "toxiproxy")
+DEFAULT_BACKEND = "embedded"
+MARKER_LINE = (
+    "faultline(name, **params): apply the fault scenario `name` with `params` to this test "
+    "(stackable; 'pytest --faultline-list' lists scenarios and their parameters)"
+)
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise ValueError(f"must be a whole number from 0 to 2**64-1, got {text!r}") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"must be a whole number from 0 to 2**64-1, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number of seconds > 0, got {text!r}") from None
+    if not value > 0:
+        raise ValueError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _backend(text: str) -> str:
+    if text not in BACKENDS:
+        raise ValueError(f"must be one of {', '.join(BACKENDS)}, got {text!r}")
+    return text
+
+
+def _url(text: str) -> str:
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.port is None:
+        raise ValueError(f"must look like http://HOST:PORT, got {text!r}")
+    return text.rstrip("/")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise ValueError(f"must name one or more scenarios separated by commas, got {text!r}")
+    return names
+
+
+def _token(text: str) -> ReplayToken:
+    try:
+        return ReplayToken.decode(text)
+    except ReplayTokenError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"must be true or false, got {text!r}")
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("must be a file path")
+    return Path(text)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    dest: str
+    flag: str
+    ini: str | None
+    env: str | None
+    parse: Callable[[str], Any]
+    metavar: str
+    help: str
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("scenarios", "--faultline", "faultline_scenarios", "FAULTLINE_SCENARIOS", _names,
+               "NAME[,NAME]", "apply these fault scenarios to every collected test"),
+    OptionSpec("seed", "--faultline-seed", "faultline_seed", "FAULTLINE_SEED", _seed, "N",
+               "session seed (default: random, shown in the header); each test mixes in its id"),
+    OptionSpec("replay", "--faultline-replay", None, "FAULTLINE_REPLAY", _token, "TOKEN",
+               "replay the run recorded in TOKEN (printed with every failure under faults)"),
+    OptionSpec("runs", "--faultline-runs", "faultline_runs", "FAULTLINE_RUNS", _positive_int, "N",
+               "default number of runs for scenarios that explore (thread_preemption)"),
+    OptionSpec("budget", "--faultline-budget", "faultline_budget", "FAULTLINE_BUDGET",
+               _positive_float, "SECONDS", "time budget per exploring test; the search stops there"),
+    OptionSpec("backend", "--faultline-backend", "faultline_backend", "FAULTLINE_BACKEND", _backend,
+               "|".join(BACKENDS), "where faultline.proxy() makes proxies (default: embedded)"),
+    OptionSpec("toxiproxy_url", "--toxiproxy-url", "toxiproxy_url", "TOXIPROXY_URL", _url, "URL",
+               "Toxiproxy server API for the toxiproxy backend, e.g. http://127.0.0.1:8474"),
+    OptionSpec("report", "--faultline-report", "faultline_report", "FAULTLINE_REPORT", _path, "PATH",
+               "write a JSON report of every test run under faults to PATH"),
+    OptionSpec("strict", "--faultline-strict", "faultline_strict", "FAULTLINE_STRICT", _bool,
+               "true|false", "fail (not just warn) when an armed target is never reached"),
+)
+LIST_OPTION = "--faultline-list"
+CACHE_CLEAR_OPTION = "--faultline-cache-clear"
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("faultline", "fault injection (pytest-faultline)")
+    for spec in OPTIONS:
+        group.addoption(spec.flag, dest=f"faultline_{spec.dest}", metavar=spec.metavar,
+                        default=None, help=spec.help)
+        if spec.ini:
+            parser.addini(spec.ini, spec.help, type="string", default="")
+    group.addoption(LIST_OPTION, action="store_true", dest="faultline_list", default=False,
+                    help="list every fault scenario with its parameters, and exit")
+    group.addoption(CACHE_CLEAR_OPTION, action="store_true", dest="faultline_cache_clear",
+                    default=False, help="forget the stored replay tokens of failing tests")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved options of a session."""
+
+    seed: int
+    seed_origin: str
+    scenarios: tuple[str, ...] = ()
+    replay: ReplayToken | None = None
+    param_runs: int | None = None
+    budget: float | None = None
+    backend: str = DEFAULT_BACKEND
+    toxiproxy_url: str | None = None
+    report: Path | None = None
+    strict: bool = False
+    cache_clear: bool = False
+
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+
+
+def resolve_settings(
+    config: pytest.Config, env: Mapping[str, str] | None = None, shared_seed: int | None = None
+) -> Settings:
+    """Read every option in precedence order; ``pytest.UsageError`` names a bad value's origin."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for spec in OPTIONS:
+        candidates: list[tuple[str, Any]] = [(spec.flag, config.getoption(f"faultline_{spec.dest}"))]
+        if spec.env:
+            candidates.append((f"the {spec.env} environment variable", env.get(spec.env)))
+        if spec.ini:
+            where = f"'{spec.ini}' in {config.inipath.name if config.inipath else 'the ini file'}"
+            candidates.append((where, config.getini(spec.ini) or None))
+        for origin, raw in candidates:
+            if raw is None or raw == "":
+                continue
+            try:
+                values[spec.dest] = spec.parse(str(raw))
+            except ValueError as exc:
+                raise pytest.UsageError(f"pytest-faultline: {origin} {exc}") from None
+            origins[spec.dest] = origin
+            break
+    if shared_seed is not None:
+        seed, seed_origin = shared_seed, "shared by the xdist controller"
+    elif "seed" in values:
+        seed, seed_origin = values["seed"], origins["seed"]
+    else:
+        seed, seed_origin = random.SystemRandom().randrange(2**32), "random"
+    return Settings(
+        seed=seed,
+        seed_origin=seed_origin,
+        scenarios=values.get("scenarios", ()),
+        replay=values.get("replay"),
+        param_runs=values.get("runs"),
+        budget=values.get("budget"),
+        backend=values.get("backend", DEFAULT_BACKEND),
+        toxiproxy_url=values.get("toxiproxy_url"),
+        report=values.get("report"),
+        strict=values.get("strict", False),
+        cache_clear=bool(config.getoption("faultline_cache_clear")),
+    )
