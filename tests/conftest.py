@@ -1,0 +1,1 @@
+"""Shared test configuration. ``pytester`` comes from ``-p pytester`` in pyproject's addopts."""
