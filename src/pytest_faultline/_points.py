@@ -29,6 +29,7 @@ def point(name: str, /, **context: Any) -> Any:
     the action and recorded in the fault event.
     """
     if name in _armed:
+        __tracebackhide__ = True  # the failure is shown where the point is, not in the plugin
         return _armed[name](name, context)
     return None
 
@@ -38,6 +39,7 @@ def _observed_point(name: str, /, **context: Any) -> Any:
     if observer is not None:
         observer(name, context)
     if name in _armed:
+        __tracebackhide__ = True
         return _armed[name](name, context)
     return None
 

@@ -89,6 +89,7 @@ class Raise(Action):
             )
 
     def perform(self, hit: Hit) -> Any:
+        __tracebackhide__ = True
         exc = self.exc
         if exc is None:
             raise InjectedFault(f"fault injected at {hit.target!r} (hit {hit.count})")

@@ -108,6 +108,7 @@ class Arming:
 
     def arrive(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Count an arrival; perform the action if it fires. Returns PROCEED or a value."""
+        __tracebackhide__ = True
         if not self.active:
             return PROCEED
         with self._lock:
@@ -181,6 +182,7 @@ class Faultline:
         self._t0 = _raw.monotonic()
         self._events_lock = _raw.allocate_lock()
         self._armings: dict[str, list[Arming]] = {}
+        self._arrivals: dict[str, int] = {}
         self._handlers: dict[str, list[Callable[[Hit], object]]] = {}
         self._body_wrappers: list[Callable[[Callable[[], object]], object]] = []
         self._services: dict[str, Any] = {}
@@ -288,6 +290,9 @@ class Faultline:
         return arming
 
     def _dispatch(self, target: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        __tracebackhide__ = True
+        with self._events_lock:
+            self._arrivals[target] = self._arrivals.get(target, 0) + 1
         for arming in list(self._armings.get(target, ())):
             result = arming.arrive(args, kwargs)
             if result is not PROCEED:
@@ -296,6 +301,7 @@ class Faultline:
 
     def _arm_point(self, name: str) -> None:
         def dispatcher(point_name: str, context: dict[str, Any]) -> Any:
+            __tracebackhide__ = True
             result = self._dispatch(point_name, (), context)
             return None if result is PROCEED else result
 
@@ -307,6 +313,7 @@ class Faultline:
 
         def make_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
+                __tracebackhide__ = True
                 result = self._dispatch(path, args, kwargs)
                 if result is not PROCEED:
                     return result
@@ -324,7 +331,7 @@ class Faultline:
         return list(self._armings.get(target, ()))
 
     def hits(self, target: str | Callable[..., Any]) -> int:
-        """How many times the armed ``target`` was reached (fired or not)."""
+        """How many times the armed ``target`` was reached (whether or not a fault fired)."""
         if callable(target) and not isinstance(target, str):
             target = path_of(target)
         if target not in self._armings:
@@ -334,7 +341,7 @@ class Faultline:
                 f"hits are counted for armed targets only, so arm it first, for example "
                 f"faultline.arm({target!r}, actions.Watch())"
             )
-        return sum(a.hits for a in self._armings[target])
+        return self._arrivals.get(target, 0)
 
     # -- extension points used by scenarios and the other features ------------------------------
 
@@ -508,10 +515,10 @@ class Faultline:
 
     def unreached(self) -> list[str]:
         """Targets armed in this test that were never reached."""
-        return sorted({a.target for a in self.armings() if a.hits == 0})
+        return sorted(t for t in self._armings if not self._arrivals.get(t))
 
     def _report_unreached(self) -> None:
-        strict = sorted({a.target for a in self.armings() if a.hits == 0 and a.strict})
+        strict = [t for t in self.unreached() if any(a.strict for a in self._armings[t])]
         loose = [t for t in self.unreached() if t not in strict]
         for target in loose:
             warnings.warn(

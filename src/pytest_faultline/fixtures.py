@@ -20,7 +20,11 @@ LIVE: set[Faultline] = set()  # controllers not yet closed, closed at unconfigur
 
 
 def scenario_requests(item: pytest.Item) -> list[tuple[str, dict[str, Any], str]]:
-    """(name, params, where) for each marker on ``item`` (closest first) and each CLI name."""
+    """(name, params, where) for each marker on ``item`` and each ``--faultline`` name.
+
+    Markers apply as a reader meets them: module, class, then function marks, each top to
+    bottom (``iter_markers`` yields the reverse).
+    """
     requests = []
     for mark in reversed(list(item.iter_markers("faultline"))):
         where = f"in @pytest.mark.faultline on {item.nodeid}"

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from . import hookspecs
+from . import builtins, hookspecs
 from .fixtures import CONTROLLER_KEY, LIVE, TOKENS_KEY, faultline
 from .registry import REGISTRY
 from .report import JsonReport, SessionReport, TokenCache, format_section, test_record
 from .settings import MARKER_LINE, SETTINGS_KEY, Settings, add_options, resolve_settings
 
 __all__ = ["faultline"]
+del builtins  # imported for its side effect: the built-in scenarios register before conftests
 
 SESSION_PLUGIN = "faultline-session"
 FIXTURE_NAME = "faultline"
@@ -53,8 +54,6 @@ def pytest_configure(config: pytest.Config) -> None:
     shared = getattr(config, "workerinput", {}).get("faultline_seed")
     settings = resolve_settings(config, shared_seed=shared)
     config.stash[SETTINGS_KEY] = settings
-    from . import builtins  # noqa: F401  - registers the built-in scenarios
-
     config.hook.pytest_faultline_scenarios.call_historic(kwargs={"registry": REGISTRY})
     tokens = TokenCache(config, clear=settings.cache_clear)
     config.stash[TOKENS_KEY] = tokens
