@@ -5,11 +5,9 @@ from __future__ import annotations
 project = "pytest-faultline"
 author = "pytest-faultline developers"
 copyright = "2026, the pytest-faultline developers"
-extensions = ["sphinx.ext.autodoc", "sphinx.ext.intersphinx"]
+extensions = ["sphinx.ext.autodoc"]
 html_theme = "furo"
 html_title = "pytest-faultline"
 exclude_patterns = ["_build"]
-intersphinx_mapping = {"python": ("https://docs.python.org/3", None)}
-intersphinx_disabled_reftypes = ["*"]
 nitpicky = False
 autodoc_member_order = "bysource"

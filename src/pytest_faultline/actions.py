@@ -81,7 +81,8 @@ class Raise(Action):
     def __post_init__(self) -> None:
         exc = self.exc
         if exc is not None and not (
-            isinstance(exc, BaseException) or (isinstance(exc, type) and issubclass(exc, BaseException))
+            isinstance(exc, BaseException)
+            or (isinstance(exc, type) and issubclass(exc, BaseException))
         ):
             raise FaultlineError(
                 f"Raise() needs an exception class or instance, got {exc!r}; "

@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        return run_server(args.host, args.port)
+        return int(run_server(args.host, args.port))
     return 2  # pragma: no cover - argparse enforces a command
 
 

@@ -66,7 +66,7 @@ class UndoStack:
             fn, label = self._items.pop()
             try:
                 fn()
-            except BaseException as exc:  # noqa: BLE001  - a KeyboardInterrupt must not skip undo
+            except BaseException as exc:
                 errors.append((label, exc))
         return errors
 
@@ -102,8 +102,7 @@ class Arming:
 
     def __repr__(self) -> str:
         return (
-            f"<Arming {self.target!r} {self.action.describe()} hits={self.hits} "
-            f"fired={self.fired}>"
+            f"<Arming {self.target!r} {self.action.describe()} hits={self.hits} fired={self.fired}>"
         )
 
     def arrive(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -258,10 +257,16 @@ class Faultline:
                 f"arm() needs a point name or 'pkg.mod:Qual.name' as target, got {target!r}"
             )
         act = as_action(action)
-        if times is not None and (not isinstance(times, int) or isinstance(times, bool) or times < 1):
-            raise FaultlineError(f"arm({target!r}): times must be a whole number >= 1 or None, got {times!r}")
+        if times is not None and (
+            not isinstance(times, int) or isinstance(times, bool) or times < 1
+        ):
+            raise FaultlineError(
+                f"arm({target!r}): times must be a whole number >= 1 or None, got {times!r}"
+            )
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-            raise FaultlineError(f"arm({target!r}): after must be a whole number >= 0, got {after!r}")
+            raise FaultlineError(
+                f"arm({target!r}): after must be a whole number >= 0, got {after!r}"
+            )
         if not isinstance(probability, (int, float)) or not 0.0 <= probability <= 1.0:
             raise FaultlineError(
                 f"arm({target!r}): probability must be between 0.0 and 1.0, got {probability!r}"
@@ -269,13 +274,13 @@ class Faultline:
         if strict is None:
             strict = bool(getattr(self.settings, "strict", False))
         armings = self._armings.get(target)
-        first = armings is None
-        if first:
+        if armings is None:
             if is_call_target(target):
                 self._wrap_call_target(resolve(target))
-            armings = self._armings[target] = []
-            if not is_call_target(target):
+            else:
                 self._arm_point(target)
+            armings = []
+            self._armings[target] = armings
         arming = Arming(
             self,
             target,
@@ -446,8 +451,10 @@ class Faultline:
 
         return self.service("clock", make_clock)
 
-    def defer(self, target: str | Callable[..., Any], *, until: Any = None, seconds: float | None = None) -> Any:
-        """Hold calls to ``target`` and run them later: after ``until``, ``seconds``, or test end."""
+    def defer(
+        self, target: str | Callable[..., Any], *, until: Any = None, seconds: float | None = None
+    ) -> Any:
+        """Hold calls to ``target``; run them after ``until``, ``seconds``, or at test end."""
         from .cleanup import make_deferral
 
         return make_deferral(self, target, until=until, seconds=seconds)
@@ -500,17 +507,19 @@ class Faultline:
             for arming in self.armings():
                 arming.release()
             self.run_handlers("wake", None)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(("wake stalled threads", exc))
         finally:
             errors.extend(self.undo.unwind())
-        for label, exc in errors:
-            if not isinstance(exc, Exception):
-                raise exc
+        for _, failure in errors:
+            if not isinstance(failure, Exception):
+                raise failure
         if errors:
             label, first = errors[0]
             more = "".join(f"\n  also: {lbl}: {exc!r}" for lbl, exc in errors[1:])
-            raise FaultlineError(f"faultline teardown failed at {label}: {first!r}{more}") from first
+            raise FaultlineError(
+                f"faultline teardown failed at {label}: {first!r}{more}"
+            ) from first
         self._report_unreached()
 
     def unreached(self) -> list[str]:
@@ -523,15 +532,16 @@ class Faultline:
         for target in loose:
             warnings.warn(
                 UnreachedPointWarning(
-                    f"faultline: {target!r} was armed but never reached in {self.nodeid or 'this test'}; "
-                    f"check the name (a typo arms nothing) or that the code path runs"
+                    f"faultline: {target!r} was armed but never reached in "
+                    f"{self.nodeid or 'this test'}; check the name (a typo arms nothing) or "
+                    f"that the code path runs"
                 ),
                 stacklevel=2,
             )
         if strict:
             raise FaultlineError(
-                f"faultline: armed but never reached (strict): {', '.join(repr(t) for t in strict)}; "
-                f"check the names or that the code paths run"
+                f"faultline: armed but never reached (strict): "
+                f"{', '.join(repr(t) for t in strict)}; check the names or that the code paths run"
             )
 
 

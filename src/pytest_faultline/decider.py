@@ -16,7 +16,6 @@ import random
 import re
 import zlib
 from dataclasses import dataclass, field
-from typing import Union
 
 from . import _raw
 from .errors import ReplayTokenError
@@ -25,7 +24,7 @@ __all__ = ["Decider", "ReplayToken", "Stream", "derive_seed", "test_fingerprint"
 
 TOKEN_VERSION = "fl1"
 SEED_LIMIT = 2**64
-Choice = Union[int, float]
+Choice = int | float
 
 _TOKEN_RE = re.compile(
     r"^(?P<version>fl\d+)\.(?P<seed>\d+)\.(?P<test>[0-9a-f]{8})(?:\.(?P<choices>[A-Za-z0-9_-]+))?$"

@@ -9,13 +9,14 @@ import pytest
 
 from .controller import Faultline
 from .decider import ReplayToken, derive_seed, test_fingerprint
-from .errors import ScenarioError, TargetError
+from .errors import ReplayTokenError, ScenarioError, TargetError
+from .report import TokenCache
 from .settings import SETTINGS_KEY
 
 __all__ = ["CONTROLLER_KEY", "LIVE", "TOKENS_KEY", "faultline", "scenario_requests"]
 
 CONTROLLER_KEY = pytest.StashKey[Faultline]()
-TOKENS_KEY = pytest.StashKey[Any]()  # the session's TokenCache
+TOKENS_KEY = pytest.StashKey[TokenCache]()
 LIVE: set[Faultline] = set()  # controllers not yet closed, closed at unconfigure as a last resort
 
 
@@ -46,17 +47,15 @@ def _token_for(item: pytest.Item) -> ReplayToken | None:
     fingerprint = test_fingerprint(item.nodeid)
     if settings.replay is not None and settings.replay.test == fingerprint:
         return settings.replay
-    cache = item.config.stash.get(TOKENS_KEY, None)
-    stored = cache.tokens.get(item.nodeid) if cache is not None else None
-    if stored is not None:
-        try:
-            token = ReplayToken.decode(stored)
-        except Exception:  # an unreadable cached token is dropped, not fatal
-            cache.update(item.nodeid, None)
-            return None
-        if token.test == fingerprint:
-            return token
-    return None
+    cache: TokenCache | None = item.config.stash.get(TOKENS_KEY, None)
+    if cache is None or item.nodeid not in cache.tokens:
+        return None
+    try:
+        token = ReplayToken.decode(cache.tokens[item.nodeid])
+    except ReplayTokenError:  # an unreadable cached token is dropped, not fatal
+        cache.update(item.nodeid, None)
+        return None
+    return token if token.test == fingerprint else None
 
 
 @pytest.fixture

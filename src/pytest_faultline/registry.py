@@ -132,7 +132,7 @@ def _resolve_annotation(func: ScenarioFunc, annotation: Any) -> Any:
         return None
     if isinstance(annotation, str):
         try:
-            return eval(annotation, getattr(func, "__globals__", {}), {})  # noqa: S307
+            return eval(annotation, getattr(func, "__globals__", {}), {})
         except Exception:
             return None
     return annotation
@@ -185,7 +185,9 @@ class Registry:
 REGISTRY = Registry()
 
 
-def scenario(name: str | None = None, *, doc: str | None = None) -> Callable[[ScenarioFunc], ScenarioFunc]:
+def scenario(
+    name: str | None = None, *, doc: str | None = None
+) -> Callable[[ScenarioFunc], ScenarioFunc]:
     """Register the decorated function ``(faultline, **params)`` as a scenario.
 
     Use it in a conftest or a plugin; the marker ``@pytest.mark.faultline(name, **params)`` and

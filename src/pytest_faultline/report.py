@@ -73,7 +73,8 @@ def format_section(record: dict[str, Any]) -> str:
         lines.append(f"last {len(events)} of {total} fault events:")
         for e in events:
             lines.append(
-                f"  {e['time'] * 1000:9.3f} ms  [{e['thread']}] {e['kind']} {e['name']}: {e['detail']}"
+                f"  {e['time'] * 1000:9.3f} ms  [{e['thread']}] {e['kind']} {e['name']}: "
+                f"{e['detail']}"
             )
     else:
         lines.append("no fault fired in this test")
@@ -183,7 +184,9 @@ class SessionReport:
                 f"report prints the exact command)"
             )
         if self.json_report is not None:
-            terminalreporter.write_line(f"faultline: JSON report written to {self.json_report.path}")
+            terminalreporter.write_line(
+                f"faultline: JSON report written to {self.json_report.path}"
+            )
 
     @staticmethod
     def tokens_match(nodeid: str, fingerprint: str) -> bool:

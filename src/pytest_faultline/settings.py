@@ -113,24 +113,87 @@ class OptionSpec:
 
 
 OPTIONS: tuple[OptionSpec, ...] = (
-    OptionSpec("scenarios", "--faultline", "faultline_scenarios", "FAULTLINE_SCENARIOS", _names,
-               "NAME[,NAME]", "apply these fault scenarios to every collected test"),
-    OptionSpec("seed", "--faultline-seed", "faultline_seed", "FAULTLINE_SEED", _seed, "N",
-               "session seed (default: random, shown in the header); each test mixes in its id"),
-    OptionSpec("replay", "--faultline-replay", None, "FAULTLINE_REPLAY", _token, "TOKEN",
-               "replay the run recorded in TOKEN (printed with every failure under faults)"),
-    OptionSpec("runs", "--faultline-runs", "faultline_runs", "FAULTLINE_RUNS", _positive_int, "N",
-               "default number of runs for scenarios that explore (thread_preemption)"),
-    OptionSpec("budget", "--faultline-budget", "faultline_budget", "FAULTLINE_BUDGET",
-               _positive_float, "SECONDS", "time budget per exploring test; the search stops there"),
-    OptionSpec("backend", "--faultline-backend", "faultline_backend", "FAULTLINE_BACKEND", _backend,
-               "|".join(BACKENDS), "where faultline.proxy() makes proxies (default: embedded)"),
-    OptionSpec("toxiproxy_url", "--toxiproxy-url", "toxiproxy_url", "TOXIPROXY_URL", _url, "URL",
-               "Toxiproxy server API for the toxiproxy backend, e.g. http://127.0.0.1:8474"),
-    OptionSpec("report", "--faultline-report", "faultline_report", "FAULTLINE_REPORT", _path, "PATH",
-               "write a JSON report of every test run under faults to PATH"),
-    OptionSpec("strict", "--faultline-strict", "faultline_strict", "FAULTLINE_STRICT", _bool,
-               "true|false", "fail (not just warn) when an armed target is never reached"),
+    OptionSpec(
+        "scenarios",
+        "--faultline",
+        "faultline_scenarios",
+        "FAULTLINE_SCENARIOS",
+        _names,
+        "NAME[,NAME]",
+        "apply these fault scenarios to every collected test",
+    ),
+    OptionSpec(
+        "seed",
+        "--faultline-seed",
+        "faultline_seed",
+        "FAULTLINE_SEED",
+        _seed,
+        "N",
+        "session seed (default: random, shown in the header); each test mixes in its id",
+    ),
+    OptionSpec(
+        "replay",
+        "--faultline-replay",
+        None,
+        "FAULTLINE_REPLAY",
+        _token,
+        "TOKEN",
+        "replay the run recorded in TOKEN (printed with every failure under faults)",
+    ),
+    OptionSpec(
+        "runs",
+        "--faultline-runs",
+        "faultline_runs",
+        "FAULTLINE_RUNS",
+        _positive_int,
+        "N",
+        "default number of runs for scenarios that explore (thread_preemption)",
+    ),
+    OptionSpec(
+        "budget",
+        "--faultline-budget",
+        "faultline_budget",
+        "FAULTLINE_BUDGET",
+        _positive_float,
+        "SECONDS",
+        "time budget per exploring test; the search stops there",
+    ),
+    OptionSpec(
+        "backend",
+        "--faultline-backend",
+        "faultline_backend",
+        "FAULTLINE_BACKEND",
+        _backend,
+        "|".join(BACKENDS),
+        "where faultline.proxy() makes proxies (default: embedded)",
+    ),
+    OptionSpec(
+        "toxiproxy_url",
+        "--toxiproxy-url",
+        "toxiproxy_url",
+        "TOXIPROXY_URL",
+        _url,
+        "URL",
+        "Toxiproxy server API for the toxiproxy backend, e.g. http://127.0.0.1:8474",
+    ),
+    OptionSpec(
+        "report",
+        "--faultline-report",
+        "faultline_report",
+        "FAULTLINE_REPORT",
+        _path,
+        "PATH",
+        "write a JSON report of every test run under faults to PATH",
+    ),
+    OptionSpec(
+        "strict",
+        "--faultline-strict",
+        "faultline_strict",
+        "FAULTLINE_STRICT",
+        _bool,
+        "true|false",
+        "fail (not just warn) when an armed target is never reached",
+    ),
 )
 LIST_OPTION = "--faultline-list"
 CACHE_CLEAR_OPTION = "--faultline-cache-clear"
@@ -139,14 +202,29 @@ CACHE_CLEAR_OPTION = "--faultline-cache-clear"
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("faultline", "fault injection (pytest-faultline)")
     for spec in OPTIONS:
-        group.addoption(spec.flag, dest=f"faultline_{spec.dest}", metavar=spec.metavar,
-                        default=None, help=spec.help)
+        group.addoption(
+            spec.flag,
+            dest=f"faultline_{spec.dest}",
+            metavar=spec.metavar,
+            default=None,
+            help=spec.help,
+        )
         if spec.ini:
             parser.addini(spec.ini, spec.help, type="string", default="")
-    group.addoption(LIST_OPTION, action="store_true", dest="faultline_list", default=False,
-                    help="list every fault scenario with its parameters, and exit")
-    group.addoption(CACHE_CLEAR_OPTION, action="store_true", dest="faultline_cache_clear",
-                    default=False, help="forget the stored replay tokens of failing tests")
+    group.addoption(
+        LIST_OPTION,
+        action="store_true",
+        dest="faultline_list",
+        default=False,
+        help="list every fault scenario with its parameters, and exit",
+    )
+    group.addoption(
+        CACHE_CLEAR_OPTION,
+        action="store_true",
+        dest="faultline_cache_clear",
+        default=False,
+        help="forget the stored replay tokens of failing tests",
+    )
 
 
 @dataclass(frozen=True)
@@ -177,7 +255,9 @@ def resolve_settings(
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for spec in OPTIONS:
-        candidates: list[tuple[str, Any]] = [(spec.flag, config.getoption(f"faultline_{spec.dest}"))]
+        candidates: list[tuple[str, Any]] = [
+            (spec.flag, config.getoption(f"faultline_{spec.dest}"))
+        ]
         if spec.env:
             candidates.append((f"the {spec.env} environment variable", env.get(spec.env)))
         if spec.ini:

@@ -36,9 +36,7 @@ def path_of(func: Callable[..., Any]) -> str:
     module = getattr(func, "__module__", None)
     qualname = getattr(func, "__qualname__", None)
     if not module or not qualname or "<locals>" in qualname or "<lambda>" in qualname:
-        raise TargetError(
-            f"cannot find {func!r} by name (it is local or anonymous): {TARGET_HELP}"
-        )
+        raise TargetError(f"cannot find {func!r} by name (it is local or anonymous): {TARGET_HELP}")
     return f"{module}:{qualname}"
 
 
@@ -56,7 +54,7 @@ class CallTarget:
     def function(self) -> Callable[..., Any]:
         raw = self.raw
         if isinstance(raw, (staticmethod, classmethod)):
-            return raw.__func__  # type: ignore[no-any-return]
+            return raw.__func__
         return raw  # type: ignore[no-any-return]
 
     def install(self, make_wrapper: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:

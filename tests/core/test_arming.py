@@ -98,7 +98,7 @@ def test_callable_with_all_arguments(fl: Faultline) -> None:
 
 def test_default_raise_is_injected_fault(fl: Faultline) -> None:
     fl.arm("p.default", actions.Raise())
-    with pytest.raises(InjectedFault, match="fault injected at 'p.default' \\(hit 1\\)"):
+    with pytest.raises(InjectedFault, match=r"fault injected at 'p\.default' \(hit 1\)"):
         point("p.default")
 
 
@@ -192,7 +192,7 @@ def test_builtin_type_cannot_be_wrapped(fl: Faultline) -> None:
 
 @pytest.mark.parametrize("action", [42, "raise", None, int])
 def test_unknown_actions_are_refused(fl: Faultline, action: object) -> None:
-    with pytest.raises(FaultlineError, match="cannot arm .*: an action is an exception class"):
+    with pytest.raises(FaultlineError, match=r"cannot arm .*: an action is an exception class"):
         fl.arm("p.bad", action)
 
 
@@ -221,7 +221,7 @@ def test_unreached_target_warns_and_strict_fails() -> None:
         c.close()
     c = Faultline(seed=1, nodeid="t::strict")
     c.arm("p.typo2", ValueError, strict=True)
-    with pytest.raises(FaultlineError, match="never reached \\(strict\\): 'p.typo2'"):
+    with pytest.raises(FaultlineError, match=r"never reached \(strict\): 'p\.typo2'"):
         c.close()
 
 

@@ -58,7 +58,8 @@ def test_replay_that_runs_past_the_token_reports_divergence() -> None:
     s = d.stream("sched", recorded=True)
     assert [s.choice(3), s.choice(3)] == [2, 0]
     s.choice(3)  # beyond the recording: falls back to the seed and says so
-    assert d.divergences and "more choices than the token recorded" in d.divergences[0]
+    assert d.divergences
+    assert "more choices than the token recorded" in d.divergences[0]
 
 
 def test_replayed_choice_out_of_range_is_divergence_not_crash() -> None:

@@ -66,12 +66,21 @@ def test_precedence_cli_over_env_over_ini(pytester: pytest.Pytester) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--faultline-seed=abc"], "--faultline-seed must be a whole number from 0 to 2**64-1, got 'abc'"),
+        (
+            ["--faultline-seed=abc"],
+            "--faultline-seed must be a whole number from 0 to 2**64-1, got 'abc'",
+        ),
         (["--faultline-seed=-1"], "--faultline-seed must be a whole number from 0 to 2**64-1*"),
         (["--faultline-runs=0"], "--faultline-runs must be a whole number >= 1, got '0'"),
         (["--faultline-budget=soon"], "--faultline-budget must be a number of seconds > 0*"),
-        (["--faultline-backend=docker"], "--faultline-backend must be one of embedded, toxiproxy, got 'docker'"),
-        (["--toxiproxy-url=localhost"], "--toxiproxy-url must look like http://HOST:PORT, got 'localhost'"),
+        (
+            ["--faultline-backend=docker"],
+            "--faultline-backend must be one of embedded, toxiproxy, got 'docker'",
+        ),
+        (
+            ["--toxiproxy-url=localhost"],
+            "--toxiproxy-url must look like http://HOST:PORT, got 'localhost'",
+        ),
         (["--faultline-strict=maybe"], "--faultline-strict must be true or false, got 'maybe'"),
         (["--faultline-replay=fl1.x"], "--faultline-replay malformed replay token 'fl1.x': *"),
         (["--faultline-replay=nope"], "*must start with 'fl1.'*"),
@@ -114,11 +123,16 @@ def test_replay_token_reproduces_a_failure_from_another_seed(pytester: pytest.Py
     first.assert_outcomes(failed=1)
     flips = re.search(r"FLIPS=(\w+)", first.stdout.str())
     replay = re.search(r"replay: pytest (\S+) --faultline-replay=(\S+)", first.stdout.str())
-    assert flips and replay
+    assert flips
+    assert replay
     assert replay.group(1) == "test_flaky.py::test_flaky"
     # A different session seed: the token's own seed wins, so the run is the same.
     again = pytester.runpytest(
-        "-s", "--faultline-seed=555", "-p", "no:cacheprovider", replay.group(1),
+        "-s",
+        "--faultline-seed=555",
+        "-p",
+        "no:cacheprovider",
+        replay.group(1),
         f"--faultline-replay={replay.group(2)}",
     )
     again.assert_outcomes(failed=1)
@@ -131,8 +145,10 @@ def test_replay_token_for_another_test_is_reported(pytester: pytest.Pytester) ->
     result = pytester.runpytest("--faultline-replay=fl1.5.0badf00d", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
-        ["*the replay token fl1.5.0badf00d matched no test that ran: it was recorded for a test "
-         "whose id hashes to 0badf00d*"]
+        [
+            "*the replay token fl1.5.0badf00d matched no test that ran: it was recorded for a test "
+            "whose id hashes to 0badf00d*"
+        ]
     )
 
 
@@ -205,14 +221,16 @@ def test_json_report_holds_every_test_under_faults(pytester: pytest.Pytester) ->
     result.assert_outcomes(passed=2, failed=1, xfailed=1)
     result.stdout.fnmatch_lines(["faultline: JSON report written to out/report.json"])
     data = json.loads(pytester.path.joinpath("out/report.json").read_text())
-    assert data["version"] == 1 and data["seed"] == 8
+    assert data["version"] == 1
+    assert data["seed"] == 8
     tests = {t["nodeid"].split("::")[1]: t for t in data["tests"]}
     assert set(tests) == {"test_ok", "test_bad", "test_expected"}
     assert tests["test_ok"]["outcome"] == "passed"
     assert tests["test_bad"]["outcome"] == "failed"
     assert tests["test_expected"]["outcome"] == "xfailed"
     event = tests["test_ok"]["events"][0]
-    assert event["kind"] == "raise" and event["name"] == "p.ok" and "user='ann'" in event["detail"]
+    assert (event["kind"], event["name"]) == ("raise", "p.ok")
+    assert "user='ann'" in event["detail"]
     assert tests["test_bad"]["token"].startswith(f"fl1.{tests['test_bad']['seed']}.")
     assert tests["test_bad"]["replay"].endswith(tests["test_bad"]["token"])
 

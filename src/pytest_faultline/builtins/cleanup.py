@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def delayed_cleanup(
     faultline: Faultline, target: str, until: str | None = None, seconds: float | None = None
 ) -> None:
-    """Hold calls to `target`; run them after `until` returns, `seconds` of clock time, or at test end."""
+    """Hold calls to `target`; run them after `until`, `seconds` of clock time, or at test end."""
     faultline.defer(target, until=until, seconds=seconds)
 
 

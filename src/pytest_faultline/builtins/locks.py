@@ -20,7 +20,7 @@ def lock_order(faultline: Faultline, fail: bool = True) -> None:
 
 @scenario("thread_affinity")
 def thread_affinity(faultline: Faultline, types: list[str]) -> None:
-    """Instances of `types` (import paths) raise when used from a thread that did not create them."""
+    """Instances of `types` (import paths) raise when used from a thread but their creator."""
     from ..lockorder import confine_types
 
     confine_types(faultline, types)
