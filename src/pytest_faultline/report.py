@@ -38,6 +38,7 @@ def test_record(faultline: Faultline) -> dict[str, Any]:
         "scenarios": [{"name": n, "params": _jsonable(p)} for n, p in faultline.scenarios],
         "events": [e.as_dict() for e in faultline.events[-JSON_EVENTS:]],
         "events_total": len(faultline.events),
+        "faults": sum(1 for e in faultline.events if e.kind != "scenario"),
         "unreached": faultline.unreached(),
     }
 
@@ -110,25 +111,64 @@ class TokenCache:
             self.dirty = False
 
 
+OUTCOME_RANK = {"passed": 0, "skipped": 1, "xfailed": 2, "xpassed": 3, "error": 4, "failed": 5}
+
+
 class JsonReport:
-    """Collects per-test records and writes ``--faultline-report``."""
+    """Writes ``--faultline-report``."""
 
     def __init__(self, path: Path, seed: int) -> None:
         self.path = path
         self.seed = seed
-        self.tests: dict[str, dict[str, Any]] = {}
 
-    def add(self, record: dict[str, Any], outcome: str) -> None:
-        """Merge a phase's record; ``outcome`` is that phase's (passed, failed, error, ...)."""
-        entry = self.tests.setdefault(record["nodeid"], dict(record, outcome="passed"))
-        entry.update({k: v for k, v in record.items() if k != "nodeid"})
-        if outcome != "passed" and entry["outcome"] not in ("failed", "error"):
-            entry["outcome"] = outcome
-
-    def write(self) -> None:
+    def write(self, tests: list[dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"version": REPORT_VERSION, "seed": self.seed, "tests": list(self.tests.values())}
+        data = {"version": REPORT_VERSION, "seed": self.seed, "tests": tests}
         self.path.write_text(json.dumps(data, indent=2, default=repr) + "\n", encoding="utf-8")
+
+
+def suite_of(location: str, rootpath: Path) -> str:
+    """The suite a test file belongs to: the nearest enclosing project (a directory with its own
+    pyproject.toml or setup.py, below the rootdir), else the file's first directory."""
+    parts = Path(location).parts
+    for depth in range(len(parts) - 1, 0, -1):
+        candidate = rootpath.joinpath(*parts[:depth])
+        if (candidate / "pyproject.toml").exists() or (candidate / "setup.py").exists():
+            return Path(*parts[:depth]).as_posix()
+    return parts[0] if len(parts) > 1 else "."
+
+
+def format_summary(tests: list[dict[str, Any]], rootpath: Path) -> list[str]:
+    """The --faultline-summary table, then one line per unexpected failure with its replay."""
+    columns = ("tests", "faults", "caught", "survived", "no fault", "unexpected")
+    rows: dict[str, list[int]] = {}
+    unexpected: list[dict[str, Any]] = []
+    for test in tests:
+        row = rows.setdefault(suite_of(test["location"], rootpath), [0] * len(columns))
+        row[0] += 1
+        row[1] += test["faults"]
+        outcome = test["outcome"]
+        if outcome == "xfailed":
+            row[2] += 1
+        elif outcome == "passed":
+            row[3 if test["faults"] else 4] += 1
+        elif outcome in ("failed", "error", "xpassed"):
+            row[5] += 1
+            unexpected.append(test)
+    width = max([len("suite"), *(len(s) for s in rows)])
+    lines = ["suite".ljust(width) + "".join(f"{c:>12}" for c in columns)]
+    for suite in sorted(rows):
+        lines.append(suite.ljust(width) + "".join(f"{n:>12}" for n in rows[suite]))
+    if unexpected:
+        lines.append("")
+        lines.append("unexpected failures under faults (replay each with its command):")
+        lines.extend(f"  {t['outcome'].upper()} {t['replay']}" for t in unexpected)
+    lines.append("")
+    lines.append(
+        "caught: expected failures (xfail) under faults; survived: passed with faults injected; "
+        "no fault: passed, but no fault fired"
+    )
+    return lines
 
 
 def _outcome(report: pytest.TestReport) -> str:
@@ -148,6 +188,7 @@ class SessionReport:
         self.tokens = tokens
         self.json_report = json_report
         self.replay_matched: list[str] = []
+        self.tests: dict[str, dict[str, Any]] = {}
         self._failed: set[str] = set()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -162,18 +203,21 @@ class SessionReport:
             self.tokens.update(report.nodeid, None)
         if record["replayed"] and report.when == "setup":
             self.replay_matched.append(report.nodeid)
-        if self.json_report is not None:
-            self.json_report.add(record, outcome)
+        entry = self.tests.setdefault(report.nodeid, {**record, "outcome": "passed"})
+        entry.update(record, location=report.location[0])
+        if OUTCOME_RANK.get(outcome, 0) > OUTCOME_RANK.get(entry["outcome"], 0):
+            entry["outcome"] = outcome
 
     def pytest_sessionfinish(self) -> None:
         self.tokens.save()
         if self.json_report is not None:
-            self.json_report.write()
+            self.json_report.write(list(self.tests.values()))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         from .settings import SETTINGS_KEY
 
-        replay = self.config.stash[SETTINGS_KEY].replay
+        settings = self.config.stash[SETTINGS_KEY]
+        replay = settings.replay
         if replay is not None and not any(
             self.tokens_match(nodeid, replay.test) for nodeid in self.replay_matched
         ):
@@ -183,6 +227,12 @@ class SessionReport:
                 f"for a test whose id hashes to {replay.test}; select that test (the failure "
                 f"report prints the exact command)"
             )
+        if settings.summary:
+            terminalreporter.write_sep("=", "faultline summary")
+            tests = list(self.tests.values())
+            lines = format_summary(tests, self.config.rootpath) if tests else []
+            for line in lines or ["no test ran under faults"]:
+                terminalreporter.write_line(line)
         if self.json_report is not None:
             terminalreporter.write_line(
                 f"faultline: JSON report written to {self.json_report.path}"

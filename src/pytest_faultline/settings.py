@@ -195,6 +195,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "fail (not just warn) when an armed target is never reached",
     ),
 )
+SUMMARY_OPTION = "--faultline-summary"
+SUMMARY_HELP = (
+    "end the run with a table per suite (example project or test directory): faults injected, "
+    "expected failures caught, tests that survived their faults, and the tokens of any "
+    "unexpected failure"
+)
 LIST_OPTION = "--faultline-list"
 CACHE_CLEAR_OPTION = "--faultline-cache-clear"
 
@@ -211,6 +217,14 @@ def add_options(parser: pytest.Parser) -> None:
         )
         if spec.ini:
             parser.addini(spec.ini, spec.help, type="string", default="")
+    group.addoption(
+        SUMMARY_OPTION,
+        action="store_true",
+        dest="faultline_summary",
+        default=False,
+        help=SUMMARY_HELP + " (also FAULTLINE_SUMMARY=1 or ini faultline_summary = true)",
+    )
+    parser.addini("faultline_summary", SUMMARY_HELP, type="bool", default=False)
     group.addoption(
         LIST_OPTION,
         action="store_true",
@@ -242,6 +256,7 @@ class Settings:
     report: Path | None = None
     strict: bool = False
     cache_clear: bool = False
+    summary: bool = False
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -290,4 +305,18 @@ def resolve_settings(
         report=values.get("report"),
         strict=values.get("strict", False),
         cache_clear=bool(config.getoption("faultline_cache_clear")),
+        summary=_summary_wanted(config, env),
     )
+
+
+def _summary_wanted(config: pytest.Config, env: Mapping[str, str]) -> bool:
+    if config.getoption("faultline_summary"):
+        return True
+    if env.get("FAULTLINE_SUMMARY"):
+        try:
+            return _bool(env["FAULTLINE_SUMMARY"])
+        except ValueError as exc:
+            raise pytest.UsageError(
+                f"pytest-faultline: the FAULTLINE_SUMMARY environment variable {exc}"
+            ) from None
+    return bool(config.getini("faultline_summary"))
