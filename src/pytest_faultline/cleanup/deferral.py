@@ -236,14 +236,12 @@ class Deferral:
                 try:
                     await future
                 except asyncio.CancelledError:
-                    self._faultline.record(
-                        "release",
-                        self.target,
-                        f"{call.describe()} cancelled while held (its task or event loop was "
-                        f"shut down before the call was released)",
-                    )
-                    call.error = asyncio.CancelledError()
-                    call._done.set()
+                    if self._take(call):  # cancelled before any release: it never runs
+                        call.error = asyncio.CancelledError()
+                        self._note_release(
+                            call, "cancellation (its task or event loop ended while it was held)"
+                        )
+                        call._done.set()
                     raise
                 return await self._run_coroutine(call, original)
 
@@ -453,7 +451,11 @@ class Deferral:
     def _report_leftovers(self) -> None:
         self.finish("test end")
         late = [c for c in self._done if c.trigger == "test end"]
-        failed = [c for c in self._done if c.error is not None and c.mode != "parked"]
+        failed = [
+            c
+            for c in self._done
+            if c.error is not None and (c.mode != "parked" or c.ran_on is None)
+        ]
         if late and (self.until is not None or self.seconds is not None):
             shown = ", ".join(c.describe() for c in late)
             expected = f"until {self.until!r}" if self.until else f"{self.seconds:g}s of clock time"
