@@ -242,17 +242,17 @@ class Server:
 
 # -- callbacks for the timer, finalizer and asyncio tests -----------------------------------------
 
-EVENTS: list[tuple[str, str]] = []  # (what, thread name), appended by the callbacks below
+ran_log: list[tuple[str, str]] = []  # (what, thread name), appended by the callbacks below
 
 
 def expire_session(name: str) -> None:
     """A timer callback that ends a session."""
-    EVENTS.append((f"expired {name}", threading.current_thread().name))
+    ran_log.append((f"expired {name}", threading.current_thread().name))
 
 
 def release_buffer(buffer_id: int) -> None:
     """A finalizer: gives a buffer back when its owner is collected."""
-    EVENTS.append((f"released {buffer_id}", threading.current_thread().name))
+    ran_log.append((f"released {buffer_id}", threading.current_thread().name))
 
 
 class Buffer:
@@ -267,21 +267,21 @@ class Buffer:
 
 def on_closed(name: str) -> None:
     """An event-loop callback (call_soon / call_later)."""
-    EVENTS.append((f"closed {name}", threading.current_thread().name))
+    ran_log.append((f"closed {name}", threading.current_thread().name))
 
 
 def on_done(future: object) -> None:
     """A Future done-callback."""
-    EVENTS.append((f"done {future.result()}", threading.current_thread().name))  # type: ignore[attr-defined]
+    ran_log.append((f"done {future.result()}", threading.current_thread().name))  # type: ignore[attr-defined]
 
 
 async def close_session(name: str) -> str:
     """A coroutine cleanup, run as a task."""
-    EVENTS.append((f"closing {name}", threading.current_thread().name))
+    ran_log.append((f"closing {name}", threading.current_thread().name))
     return f"{name} closed"
 
 
 async def reopen(name: str) -> str:
     """A coroutine the deferral waits for (``until``)."""
-    EVENTS.append((f"reopened {name}", threading.current_thread().name))
+    ran_log.append((f"reopened {name}", threading.current_thread().name))
     return name

@@ -183,50 +183,6 @@ def test_a_fault_inside_the_window_composes(worker_app: pytest.Pytester) -> None
     run(worker_app).assert_outcomes(passed=1)
 
 
-@pytest.mark.parametrize(
-    ("call", "message"),
-    [
-        (
-            "faultline.defer('app.cleanup')",
-            "defer('app.cleanup'): a point name marks a place, not a call, and cannot be "
-            "deferred; defer() takes a function or method, or its path*",
-        ),
-        (
-            "faultline.defer(worker_app.Registry.forget, seconds=0)",
-            "defer('worker_app:Registry.forget'): seconds must be a number > 0 (seconds of the "
-            "test's clock), got 0",
-        ),
-        (
-            "faultline.defer(worker_app.Registry.forget, until=3)",
-            "defer(until=3) is not understood; until is a point name*",
-        ),
-        (
-            "faultline.defer(lambda: None)",
-            "cannot find <function * at *> by name (it is local or anonymous)*",
-        ),
-        (
-            "faultline.defer('worker_app:Registry.forgot')",
-            "target 'worker_app:Registry.forgot': 'worker_app:Registry' has no attribute "
-            "'forgot'",
-        ),
-    ],
-)
-def test_bad_defer_arguments_say_what_to_fix(
-    worker_app: pytest.Pytester, call: str, message: str
-) -> None:
-    worker_app.makepyfile(
-        f"""
-        import worker_app
-
-        def test_bad(faultline):
-            {call}
-        """
-    )
-    result = run(worker_app)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"E   *{message}"])
-
-
 def test_scenario_params_are_checked(worker_app: pytest.Pytester) -> None:
     worker_app.makepyfile(
         """

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import cleanup_apps
 import pytest
-from cleanup_apps import EVENTS
+from cleanup_apps import ran_log
 
 BOUND_S = 5.0
 MAIN = threading.main_thread().name
@@ -17,9 +17,9 @@ MAIN = threading.main_thread().name
 
 @pytest.fixture(autouse=True)
 def _clear_events() -> Iterator[None]:
-    EVENTS.clear()
+    ran_log.clear()
     yield
-    EVENTS.clear()
+    ran_log.clear()
 
 
 # -- threading.Timer ------------------------------------------------------------------------------
@@ -30,10 +30,10 @@ def test_timer_callback_waits_on_its_timer_thread(faultline) -> None:
     timer = threading.Timer(0, cleanup_apps.expire_session, args=("A",))
     timer.start()
     assert deferral.wait(1, timeout=BOUND_S)
-    assert EVENTS == []
+    assert ran_log == []
     assert timer.is_alive()  # parked at the call: the timer is late
     (call,) = deferral.release()
-    assert EVENTS == [("expired A", timer.name)]
+    assert ran_log == [("expired A", timer.name)]
     assert call.thread == call.ran_on == timer.name
     timer.join(BOUND_S)
     assert not timer.is_alive()
@@ -49,9 +49,9 @@ def test_timer_and_held_call_fall_due_in_order_on_advance(faultline) -> None:
     threading.Timer(20, cleanup_apps.on_closed, args=("at 20",)).start()
     threading.Timer(40, cleanup_apps.on_closed, args=("at 40",)).start()
     clock.advance(29)
-    assert [what for what, _ in EVENTS] == ["closed at 20"]
+    assert [what for what, _ in ran_log] == ["closed at 20"]
     clock.advance(20)
-    assert [what for what, _ in EVENTS] == ["closed at 20", "expired held", "closed at 40"]
+    assert [what for what, _ in ran_log] == ["closed at 20", "expired held", "closed at 40"]
     (call,) = deferral.released
     assert call.ran_on == "worker"
     assert call.trigger == "30s of clock time passed"
@@ -62,10 +62,10 @@ def test_held_call_is_not_released_before_its_seconds(faultline) -> None:
     deferral = faultline.defer(cleanup_apps.expire_session, seconds=5)
     cleanup_apps.expire_session("A")  # on the test's thread: held, returns at once
     faultline.clock.advance(4.5)
-    assert EVENTS == []
+    assert ran_log == []
     assert len(deferral.pending) == 1
     faultline.clock.advance(0.5)
-    assert EVENTS == [("expired A", MAIN)]
+    assert ran_log == [("expired A", MAIN)]
 
 
 # -- weakref.finalize -----------------------------------------------------------------------------
@@ -78,9 +78,9 @@ def test_finalizer_is_held_until_release(faultline) -> None:
     del buffer
     gc.collect()
     assert not finalizer.alive  # the finalizer was called ...
-    assert EVENTS == []  # ... but its cleanup is held
+    assert ran_log == []  # ... but its cleanup is held
     (call,) = deferral.release()
-    assert EVENTS == [("released 7", MAIN)]
+    assert ran_log == [("released 7", MAIN)]
     assert call.mode == "inline"
 
 
@@ -97,7 +97,7 @@ def test_finalizer_on_a_worker_does_not_park_the_worker(faultline) -> None:
     assert call.thread == "dropper"
     assert call.mode == "inline"
     deferral.release()
-    assert EVENTS == [("released 8", MAIN)]
+    assert ran_log == [("released 8", MAIN)]
 
 
 # -- asyncio under asyncio.run --------------------------------------------------------------------
@@ -112,13 +112,13 @@ def test_call_soon_and_call_later_are_held_and_reposted_to_the_loop(faultline) -
         loop.call_later(0.001, cleanup_apps.on_closed, "later")
         await asyncio.sleep(0.01)  # wakes after the call_later: both callbacks were reached
         assert len(deferral.pending) == 2
-        assert EVENTS == []
+        assert ran_log == []
         await cleanup_apps.reopen("A")  # until: releases when it returns
-        assert [what for what, _ in EVENTS] == ["reopened A", "closed soon", "closed later"]
+        assert [what for what, _ in ran_log] == ["reopened A", "closed soon", "closed later"]
 
     asyncio.run(main())
     assert [c.mode for c in deferral.released] == ["loop", "loop"]
-    assert {thread for _, thread in EVENTS} == {MAIN}
+    assert {thread for _, thread in ran_log} == {MAIN}
 
 
 def test_future_done_callback_is_held(faultline) -> None:
@@ -130,9 +130,9 @@ def test_future_done_callback_is_held(faultline) -> None:
         future.set_result(42)
         await asyncio.sleep(0)
         assert deferral.pending
-        assert EVENTS == []
+        assert ran_log == []
         deferral.release()
-        assert EVENTS == [("done 42", MAIN)]
+        assert ran_log == [("done 42", MAIN)]
 
     asyncio.run(main())
 
@@ -147,9 +147,9 @@ def test_loop_callback_runs_on_the_loop_thread_when_released_from_another(faultl
     try:
         loop.call_soon_threadsafe(cleanup_apps.on_closed, "remote")
         assert deferral.wait(1, timeout=BOUND_S)
-        assert EVENTS == []
+        assert ran_log == []
         (call,) = deferral.release()
-        assert EVENTS == [("closed remote", "loop-thread")]
+        assert ran_log == [("closed remote", "loop-thread")]
         assert call.thread == call.ran_on == "loop-thread"
     finally:
         loop.call_soon_threadsafe(loop.stop)
@@ -165,12 +165,12 @@ def test_coroutine_task_completes_only_after_release(faultline) -> None:
         for _ in range(5):
             await asyncio.sleep(0)
         assert not task.done()  # the task waits for release without blocking the loop
-        assert EVENTS == []
+        assert ran_log == []
         await cleanup_apps.reopen("A")
         return await asyncio.wait_for(task, BOUND_S)
 
     assert asyncio.run(main()) == "A closed"  # the real result, after the release
-    assert [what for what, _ in EVENTS] == ["reopened A", "closing A"]
+    assert [what for what, _ in ran_log] == ["reopened A", "closing A"]
     (call,) = deferral.released
     assert call.mode == "coroutine"
     assert call.result == "A closed"
@@ -187,12 +187,12 @@ async def test_pytest_asyncio_callback_and_task_are_held(faultline) -> None:
     loop.call_soon(cleanup_apps.on_closed, "soon")
     task = asyncio.create_task(cleanup_apps.close_session("B"))
     await asyncio.sleep(0.01)
-    assert EVENTS == []
+    assert ran_log == []
     assert not task.done()
     await cleanup_apps.reopen("B")
     assert await asyncio.wait_for(task, BOUND_S) == "B closed"
     callbacks.release()
-    assert [what for what, _ in EVENTS] == ["reopened B", "closing B", "closed soon"]
+    assert [what for what, _ in ran_log] == ["reopened B", "closing B", "closed soon"]
     assert tasks.released[0].mode == "coroutine"
 
 

@@ -73,7 +73,7 @@ def test_late_cleanup_wipes_the_next_clients_session(naive: NaiveRegistry, fault
         ("release", "cleanup_apps:NaiveRegistry.forget"),
         ("ran", "cleanup_apps:NaiveRegistry.forget"),
     ]
-    ran = [e for e in faultline.events if e.kind == "ran"][0]
+    ran = next(e for e in faultline.events if e.kind == "ran")
     assert "window: held at" in ran.detail
     assert "released at" in ran.detail
 

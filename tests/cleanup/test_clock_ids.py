@@ -19,7 +19,7 @@ JUMP = pytest.mark.faultline("clock_jump", at="server.heartbeat", seconds=75)
 
 @pytest.fixture
 def immediate(faultline) -> Iterator[Server]:
-    faultline.clock  # the server's timers run on the test's clock: start it first
+    _ = faultline.clock  # the server's timers run on the test's clock: start it first
     server = Server(ImmediateIds())
     server.start()
     yield server
@@ -28,7 +28,7 @@ def immediate(faultline) -> Iterator[Server]:
 
 @pytest.fixture
 def quarantined(faultline) -> Iterator[Server]:
-    faultline.clock
+    _ = faultline.clock
     server = Server(QuarantinedIds())
     server.start()
     yield server

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _raw
 from ..actions import PROCEED, Action, Hit
 from ..errors import FaultlineError, FaultlineWarning
-from ..targets import is_call_target, path_of, resolve
+from ..targets import CallTarget, is_call_target, path_of, resolve
 
 if TYPE_CHECKING:
     from ..controller import Faultline
@@ -142,6 +142,10 @@ class Deferral:
         self._home = _raw.get_ident()
         self._waiters: list[tuple[int, _raw.RawEvent]] = []
         call_target = resolve(self.target)
+        # Resolve everything before patching anything: a bad until leaves nothing installed.
+        until_target = None
+        if self.until is not None and is_call_target(self.until):
+            until_target = resolve(self.until)
         self._is_coroutine = inspect.iscoroutinefunction(call_target.function)
         self._bound = isinstance(call_target.owner, type) and not isinstance(
             call_target.raw, staticmethod
@@ -154,8 +158,10 @@ class Deferral:
         faultline.undo.push(call_target.restore, f"restore deferred {self.target}")
         faultline.add_handler("wake", lambda hit: self.finish("test end"))
         faultline.wrap_body(self._body_wrapper)
-        if self.until is not None:
-            self._arm_until(self.until)
+        if until_target is not None:
+            self._release_after(until_target)
+        elif self.until is not None:
+            faultline.arm(self.until, _ReleaseAtPoint(self))
         when = []
         if self.until is not None:
             when.append(f"until {self.until!r} returns")
@@ -410,12 +416,8 @@ class Deferral:
 
     # -- triggers --------------------------------------------------------------------------------
 
-    def _arm_until(self, until: str) -> None:
-        if not is_call_target(until):
-            self._faultline.arm(until, _ReleaseAtPoint(self))
-            return
-        until_target = resolve(until)
-        label = f"{until!r} returned"
+    def _release_after(self, until_target: CallTarget) -> None:
+        label = f"{until_target.path!r} returned"
 
         def make_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
             if inspect.iscoroutinefunction(original):
@@ -437,7 +439,7 @@ class Deferral:
             return released_after
 
         until_target.install(make_wrapper)
-        self._faultline.undo.push(until_target.restore, f"restore until-target {until}")
+        self._faultline.undo.push(until_target.restore, f"restore until-target {label}")
 
     def _body_wrapper(self, call: Callable[[], object]) -> object:
         # Each run of the body (the scheduler re-runs it) holds afresh and releases at its end,
