@@ -10,7 +10,8 @@ import time
 import pytest
 
 from pytest_faultline import FaultlineError
-from pytest_faultline.cleanup import ClockTimer
+from pytest_faultline._raw import RawEvent
+from pytest_faultline.cleanup import ClockTimer, active_clock, set_park_hook
 
 BOUND_S = 5.0
 NOT_BEFORE_S = 0.3  # a real Timer of 0.05 s would certainly have fired in this long
@@ -181,3 +182,31 @@ def test_bad_advance_says_what_to_pass(faultline, seconds: object, message: str)
 def test_bad_set_says_what_to_pass(faultline) -> None:
     with pytest.raises(FaultlineError, match=r"clock.set\(\) needs a datetime.datetime, got 5"):
         faultline.clock.set(5)
+
+
+def test_active_clock_does_not_start_one(faultline) -> None:
+    assert active_clock(faultline) is None
+    clock = faultline.clock
+    assert active_clock(faultline) is clock
+
+
+def test_parks_go_through_the_installed_hook(faultline) -> None:
+    """The thread scheduler makes timer threads and parked workers wait through it."""
+    reasons: list[str] = []
+
+    def hook(event: RawEvent, timeout: float, reason: str) -> bool:
+        reasons.append(reason)
+        return event.wait(timeout)
+
+    previous = set_park_hook(hook)
+    try:
+        clock = faultline.clock
+        fired = threading.Event()
+        timer = threading.Timer(1, fired.set)
+        timer.start()
+        clock.advance(1)
+        assert fired.is_set()
+        timer.join(BOUND_S)
+    finally:
+        assert set_park_hook(previous) is hook
+    assert reasons == [f"{timer.name} waits for clock time"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._park import set_park_hook
 from .clock import Clock, ClockTimer
 from .deferral import Deferral, HeldCall
 
@@ -21,9 +22,11 @@ __all__ = [
     "ClockTimer",
     "Deferral",
     "HeldCall",
+    "active_clock",
     "deferrals",
     "make_clock",
     "make_deferral",
+    "set_park_hook",
 ]
 
 
@@ -50,3 +53,15 @@ def deferrals(faultline: Faultline) -> list[Deferral]:
     scenario's among them), so a test using the marker can wait on or inspect its deferral."""
     found: list[Deferral] = faultline.service("deferrals", lambda _: [])
     return found
+
+
+def active_clock(faultline: Faultline) -> Clock | None:
+    """The test's clock if something started it, else None (without starting it).
+
+    For the thread scheduler: when a clock runs, its virtual time is this clock's time
+    (``clock.time()`` / ``clock.monotonic()``), it advances it with ``clock.advance(dt,
+    wait=False)`` when every managed thread is asleep (``clock.next_due()`` says how far the next
+    timer or held call is), and ``clock.add_listener`` tells it when the test moved the clock.
+    """
+    clock = faultline._services.get("clock")
+    return clock if isinstance(clock, Clock) else None

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _raw
 from ..errors import FaultlineError
+from ._park import park
 
 if TYPE_CHECKING:
     from ..controller import Faultline
@@ -106,7 +107,7 @@ class ClockTimer(_RealTimer):
 
     def run(self) -> None:
         try:
-            while not self._go.wait(TIMER_POLL_S):
+            while not park(self._go, TIMER_POLL_S, f"{self.name} waits for clock time"):
                 if self._clock.stopped:
                     return
             if not self.finished.is_set():

@@ -31,6 +31,7 @@ from .. import _raw
 from ..actions import PROCEED, Action, Hit
 from ..errors import FaultlineError, FaultlineWarning
 from ..targets import CallTarget, is_call_target, path_of, resolve
+from ._park import park
 
 if TYPE_CHECKING:
     from ..controller import Faultline
@@ -260,7 +261,7 @@ class Deferral:
             call = self._hold(args, kwargs, mode, loop)
             if mode != "parked":
                 return None
-            if not call._go.wait(PARK_BOUND_S):
+            if not park(call._go, PARK_BOUND_S, f"held call {call.describe()}"):
                 self._take(call)
                 self._note_release(call, f"the {PARK_BOUND_S:g}s bound on a parked thread")
             return self._execute(call, original, reraise=True)
