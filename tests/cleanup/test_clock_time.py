@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import queue
 import threading
 import time
 
@@ -210,3 +211,17 @@ def test_parks_go_through_the_installed_hook(faultline) -> None:
     finally:
         assert set_park_hook(previous) is hook
     assert reasons == [f"{timer.name} waits for clock time"]
+
+
+def test_other_threads_see_the_clock_and_bounded_waits_stay_bounded(faultline) -> None:
+    clock = faultline.clock
+    clock.set(dt.datetime(2031, 5, 6, 7, 8, 9))
+    seen: list[dt.datetime] = []
+    worker = threading.Thread(target=lambda: seen.append(dt.datetime.now()))
+    worker.start()
+    worker.join(BOUND_S)
+    assert seen == [dt.datetime(2031, 5, 6, 7, 8, 9)]  # also on a thread started by threading
+    # Waits keep real timeouts, or a frozen clock would make every bounded wait endless.
+    assert not threading.Event().wait(0.01)
+    with pytest.raises(queue.Empty):
+        queue.Queue().get(timeout=0.01)
