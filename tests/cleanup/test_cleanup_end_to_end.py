@@ -122,7 +122,7 @@ def test_a_release_that_never_comes_warns(worker_app: pytest.Pytester) -> None:
     )
 
 
-def test_a_held_coroutine_cancelled_with_its_loop_warns(pytester: pytest.Pytester) -> None:
+def test_held_calls_that_raise_or_are_cancelled_warn(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
         import asyncio
@@ -140,15 +140,25 @@ def test_a_held_coroutine_cancelled_with_its_loop_warns(pytester: pytest.Pyteste
             asyncio.run(main())
             (call,) = deferral.released
             assert isinstance(call.error, asyncio.CancelledError)
+
+        def broken_cleanup(name):
+            raise ValueError(name)
+
+        def test_raises_when_released(faultline):
+            deferral = faultline.defer(broken_cleanup)
+            assert broken_cleanup("B") is None  # held: the caller goes on
+            deferral.release()  # the error is not thrown at the releaser ...
         """
     )
     result = run(pytester)
-    result.assert_outcomes(passed=1, warnings=1)
+    result.assert_outcomes(passed=2, warnings=2)
+    module = "test_held_calls_that_raise_or_are_cancelled_warn"
     result.stdout.fnmatch_lines(
         [
-            "*FaultlineWarning: faultline: held call(s) to "
-            "'test_a_held_coroutine_cancelled_with_its_loop_warns:close_session' raised when "
-            "they ran: #1 close_session('A'): CancelledError()*"
+            f"*FaultlineWarning: faultline: held call(s) to '{module}:close_session' raised when "
+            "they ran: #1 close_session('A'): CancelledError()*",
+            f"*FaultlineWarning: faultline: held call(s) to '{module}:broken_cleanup' raised "
+            "when they ran: #1 broken_cleanup('B'): ValueError('B')*",
         ]
     )
 

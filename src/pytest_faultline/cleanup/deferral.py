@@ -53,7 +53,7 @@ UNTIL_HELP = (
 )
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two calls with equal arguments are still two calls
 class HeldCall:
     """One captured call: what, from where, and the window it was held for.
 
@@ -142,6 +142,7 @@ class Deferral:
         self._lock = _raw.allocate_lock()
         self._home = _raw.get_ident()
         self._waiters: list[tuple[int, _raw.RawEvent]] = []
+        self._count = 0
         call_target = resolve(self.target)
         # Resolve everything before patching anything: a bad until leaves nothing installed.
         until_target = None
@@ -261,8 +262,9 @@ class Deferral:
             call = self._hold(args, kwargs, mode, loop)
             if mode != "parked":
                 return None
-            if not park(call._go, PARK_BOUND_S, f"held call {call.describe()}"):
-                self._take(call)
+            if not park(call._go, PARK_BOUND_S, f"held call {call.describe()}") and self._take(
+                call
+            ):
                 self._note_release(call, f"the {PARK_BOUND_S:g}s bound on a parked thread")
             return self._execute(call, original, reraise=True)
 
@@ -278,7 +280,8 @@ class Deferral:
     ) -> HeldCall:
         thread = _raw.current_thread().name
         with self._lock:
-            index = len(self._held) + len(self._done) + 1
+            self._count += 1
+            index = self._count
         call = HeldCall(index, self.target, args, kwargs, thread, mode, 0.0, loop=loop)
         call._future = future
         call.bound = self._bound
@@ -293,6 +296,7 @@ class Deferral:
         call.held_at = event.time
         with self._lock:
             self._held.append(call)
+            self._held.sort(key=lambda c: c.index)  # a concurrent hold may have come in first
             count = len(self._held) + len(self._done)
             ready = [ev for need, ev in self._waiters if count >= need]
             self._waiters = [(n, ev) for n, ev in self._waiters if count < n]
@@ -383,13 +387,12 @@ class Deferral:
             call.result = original(*call.args, **call.kwargs)
         except BaseException as exc:
             call.error = exc
-            self._record_ran(call)
-            if reraise:
+            if reraise:  # a parked thread raises where the original would have raised
                 raise
-            return None
         finally:
+            # Recorded before the releaser (waiting on _done) goes on: events stay in order.
+            self._record_ran(call)
             call._done.set()
-        self._record_ran(call)
         return call.result
 
     async def _run_coroutine(self, call: HeldCall, original: Callable[..., Any]) -> Any:
