@@ -9,7 +9,7 @@ import cleanup_apps
 import pytest
 from cleanup_apps import ran_log
 
-from pytest_faultline import point
+from pytest_faultline import actions, point
 
 BOUND_S = 5.0
 MAIN = threading.main_thread().name
@@ -103,3 +103,24 @@ def test_a_held_call_on_another_thread_is_released_by_the_clock_there(faultline)
     assert ran_log == [("expired A", "worker")]
     release = next(e for e in faultline.events if e.kind == "release")
     assert release.thread == "mover"
+
+
+def test_a_disconnect_and_a_preemption_inside_the_window(faultline) -> None:
+    """Other faults fire while a call is held; the call still waits for its own release."""
+    seen: list[tuple[str, int]] = []
+    faultline.add_handler("disconnect", lambda hit: seen.append(("disconnect", len(ran_log))))
+    faultline.add_handler("preempt", lambda hit: seen.append(("preempt", len(ran_log))))
+    faultline.arm("cleanup.window", actions.Disconnect(), times=1)
+    faultline.arm("cleanup.window", actions.Preempt(), after=1)
+    deferral = faultline.defer(cleanup_apps.expire_session, until="cleanup.reused")
+    worker = threading.Thread(target=cleanup_apps.expire_session, args=("A",), name="worker")
+    worker.start()
+    assert deferral.wait(1, timeout=BOUND_S)
+    point("cleanup.window")
+    point("cleanup.window")
+    assert seen == [("disconnect", 0), ("preempt", 0)]  # both inside the window
+    point("cleanup.reused")
+    worker.join(BOUND_S)
+    assert ran_log == [("expired A", "worker")]
+    kinds = [e.kind for e in faultline.events]
+    assert kinds == ["defer", "hold", "disconnect", "preempt", "until", "release", "ran"]

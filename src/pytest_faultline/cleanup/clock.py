@@ -154,8 +154,8 @@ class Clock:
         lists = getattr(freezegun_api, "ignore_lists", None)
         if lists:
             lists[-1] = ()
-        timer_class = type("Timer", (ClockTimer,), {"_clock": self})
-        threading.Timer = timer_class  # type: ignore[misc,assignment]
+        self._timer_class = type("Timer", (ClockTimer,), {"_clock": self})
+        threading.Timer = self._timer_class  # type: ignore[misc,assignment]
         faultline.undo.push(self._stop, "cancel clock timers, restore threading.Timer")
         faultline.record("clock", "start", f"time frozen at {self.now().isoformat()}")
 
@@ -300,7 +300,8 @@ class Clock:
 
     def _stop(self) -> None:
         """Cancel what still waits for clock time (reported), join timer threads, unpatch."""
-        threading.Timer = _RealTimer  # type: ignore[misc]
+        if threading.Timer is self._timer_class:  # unless someone patched it over ours
+            threading.Timer = _RealTimer  # type: ignore[misc]
         with self._lock:
             left = [e for e in sorted(self._queue) if not e.done]
             self._queue = []
