@@ -124,3 +124,12 @@ def test_a_disconnect_and_a_preemption_inside_the_window(faultline) -> None:
     assert ran_log == [("expired A", "worker")]
     kinds = [e.kind for e in faultline.events]
     assert kinds == ["defer", "hold", "disconnect", "preempt", "until", "release", "ran"]
+
+
+@pytest.mark.faultline("delayed_cleanup", target="cleanup_apps:expire_session", seconds=5)
+def test_the_marker_with_seconds_runs_on_the_clock(faultline) -> None:
+    cleanup_apps.expire_session("A")
+    faultline.clock.advance(4)
+    assert ran_log == []
+    faultline.clock.advance(1)
+    assert ran_log == [("expired A", MAIN)]
