@@ -225,3 +225,16 @@ def test_other_threads_see_the_clock_and_bounded_waits_stay_bounded(faultline) -
     assert not threading.Event().wait(0.01)
     with pytest.raises(queue.Empty):
         queue.Queue().get(timeout=0.01)
+
+
+def test_file_ages_follow_the_clock(faultline, tmp_path) -> None:
+    """The clock starts at the real time, so a file written during the test has a sensible
+    age, and the age grows as the clock advances (incident 000's admin-file check)."""
+    clock = faultline.clock
+    admin = tmp_path / "admin"
+    admin.write_text("alive")
+    age = time.time() - admin.stat().st_mtime
+    assert -5 < age < 5
+    clock.advance(61)
+    age = time.time() - admin.stat().st_mtime
+    assert 56 < age < 66
