@@ -279,8 +279,6 @@ def test_marker_is_registered_with_its_signature(pytester: pytest.Pytester) -> N
         ("thread_preemption", "", "the thread scheduler"),
         ("lock_order", "", "the lock-order watcher"),
         ("thread_affinity", "types=['x:Y']", "the thread-affinity watcher"),
-        ("delayed_cleanup", "target='x:y'", "the deferral machinery"),
-        ("clock_jump", "at='p', seconds=1.0", "the controllable clock"),
     ],
 )
 def test_pending_scenarios_fail_clearly(
