@@ -422,6 +422,8 @@ class SocketFaults:
                     return None
                 changed = self._changed
                 rules = conn.rules
+                if conn.version != self._version:  # a fault went away while this read waited
+                    rules = conn.rules = tuple(r for r in rules if r.active)
                 limit = requested
                 for rule in rules:
                     if rule.threshold:
