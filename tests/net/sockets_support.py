@@ -120,7 +120,11 @@ class LoopbackServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.listener.close()  # ends a pending accept
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes a pending accept (Linux)
+        except OSError:
+            pass
+        self.listener.close()
         self._thread.join(BOUND_S)
         assert not self._thread.is_alive(), "loopback server thread did not end"
         if self.check and self.errors and exc is None:
