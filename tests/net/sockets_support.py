@@ -6,6 +6,7 @@ exactly these readers.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -120,10 +121,8 @@ class LoopbackServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes a pending accept (Linux)
-        except OSError:
-            pass
         self.listener.close()
         self._thread.join(BOUND_S)
         assert not self._thread.is_alive(), "loopback server thread did not end"

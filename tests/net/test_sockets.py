@@ -114,6 +114,16 @@ def test_recv_into_recvfrom_and_recvmsg_are_cut_too(faultline: Faultline) -> Non
         assert 1 <= len(data) <= 3
 
 
+def test_recv_into_keeps_its_own_argument_errors(faultline: Faultline) -> None:
+    faultline.sockets.short_reads(3)
+    with (
+        LoopbackServer(sender(PAYLOAD)) as server,
+        connect(server.address) as sock,
+        pytest.raises(ValueError, match="buffer too small"),
+    ):
+        sock.recv_into(bytearray(4), 8)
+
+
 def test_a_peek_is_cut_but_consumes_nothing(faultline: Faultline) -> None:
     faultline.sockets.short_reads(2)
     with LoopbackServer(sender(b"hello")) as server, connect(server.address) as sock:
@@ -203,7 +213,9 @@ def test_removing_a_stall_lets_the_stalled_read_go_on(faultline: Faultline) -> N
     handle = faultline.sockets.stall_after(4)
     results: list[object] = []
     with LoopbackServer(sender(PAYLOAD)) as server, connect(server.address) as sock:
-        reader = threading.Thread(target=lambda: results.append(outcome(lambda: read_correct(sock))))
+        reader = threading.Thread(
+            target=lambda: results.append(outcome(lambda: read_correct(sock)))
+        )
         reader.start()
         try:
             assert handle.wait(1, timeout=BOUND_S)  # the reader is stalled now
@@ -232,10 +244,29 @@ def test_the_end_of_the_test_wakes_a_stalled_read() -> None:
     assert "when the test ended" in str(results[0])
 
 
+def test_asyncio_reader_under_a_stall_times_out_instead_of_hanging(faultline: Faultline) -> None:
+    import asyncio
+
+    faultline.sockets.stall_after(4 + 10)
+
+    async def read_message(address: tuple[str, int]) -> bytes:
+        reader, writer = await asyncio.open_connection(*address)
+        try:
+            (size,) = struct.unpack("!I", await reader.readexactly(4))
+            return await asyncio.wait_for(reader.readexactly(size), 0.3)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    with LoopbackServer(sender(PAYLOAD)) as server, pytest.raises(asyncio.TimeoutError):
+        asyncio.run(read_message(server.address))
+    assert [e.kind for e in faultline.events].count("stall") == 1
+
+
 # -- closes and resets ---------------------------------------------------------------------------
 
 
-def test_close_after_makes_a_lenient_reader_return_a_truncated_message(faultline: Faultline) -> None:
+def test_close_after_makes_a_lenient_reader_return_truncated_data(faultline: Faultline) -> None:
     faultline.sockets.close_after(4 + 100)
     with LoopbackServer(sender(PAYLOAD)) as server:
         assert fetch(server, read_lenient) == PAYLOAD[:100]
@@ -438,7 +469,10 @@ def test_patches_are_undone_when_the_test_ends() -> None:
         (lambda s: s.short_reads(0), "short_reads(max_bytes) must be a whole number >= 1, got 0"),
         (lambda s: s.stall_after(-1), "stall_after(nbytes) must be a whole number >= 0, got -1"),
         (lambda s: s.close_after(1.5), "close_after(nbytes) must be a whole number >= 0, got 1.5"),
-        (lambda s: s.reset_after(True), "reset_after(nbytes) must be a whole number >= 0, got True"),
+        (
+            lambda s: s.reset_after(True),
+            "reset_after(nbytes) must be a whole number >= 0, got True",
+        ),
         (lambda s: s.stall_after(1, bound=0), "stall_after(bound) must be seconds > 0, got 0"),
         (lambda s: s.short_reads(1, peer="localhost"), "cannot read peer 'localhost': give peer"),
         (lambda s: s.short_reads(1, peer=8080), "cannot read peer 8080: give peer as 'host:port'"),

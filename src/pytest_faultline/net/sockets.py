@@ -14,11 +14,12 @@ Unix sockets pass through untouched, which keeps asyncio's self-pipe (a Unix soc
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from .. import _raw
 from ..errors import FaultlineError
@@ -35,24 +36,23 @@ __all__ = ["STALL_BOUND_S", "SocketFault", "SocketFaults", "exempt"]
 STALL_BOUND_S = 10.0
 """How long a read on a socket without a timeout stays stalled before faultline gives up."""
 
+NONBLOCKING_PAUSE_S = 0.001
+"""How long a read on a stalled non-blocking socket waits before it says it would block."""
+
 EVENTS_PER_CONNECTION = 100
 """Short reads recorded one by one per connection and fault; later ones are only counted."""
 
-READ_METHODS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg")
-WRITE_METHODS = ("send", "sendall", "sendto", "sendmsg")
-CONNECT_METHODS = ("connect", "connect_ex")
 
 PEER_HELP = (
     "give peer as 'host:port' (for example '127.0.0.1:8080' or '[::1]:8080') or as a "
     "(host, port) tuple such as server.getsockname()"
 )
 
-_MISSING = object()
 _EXEMPT: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 
 PeerAddress = tuple[str, int]
 if TYPE_CHECKING:
-    PeerSpec = Union[str, tuple[str, int], None]
+    PeerSpec = str | tuple[str, int] | None
 
 
 def exempt(sock: socket.socket) -> socket.socket:
@@ -89,7 +89,9 @@ def _parse_peer(peer: object) -> tuple[str, frozenset[str], int] | None:
     else:
         raise FaultlineError(f"cannot read peer {peer!r}: {PEER_HELP}")
     if not 0 < port < 65536:
-        raise FaultlineError(f"peer {peer!r} has port {port}, which is not in 1..65535; {PEER_HELP}")
+        raise FaultlineError(
+            f"peer {peer!r} has port {port}, which is not in 1..65535; {PEER_HELP}"
+        )
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -453,7 +455,9 @@ class SocketFaults:
     def _draw(self, rule: SocketFault, conn: _Conn) -> int:
         stream = conn.streams.get(rule)
         if stream is None:
-            stream = conn.streams[rule] = self.faultline.decider.stream(rule.stream_name(conn.label))
+            stream = conn.streams[rule] = self.faultline.decider.stream(
+                rule.stream_name(conn.label)
+            )
         return stream.choice(rule.nbytes) + 1
 
     def _end_stream(self, sock: socket.socket, conn: _Conn, rule: SocketFault) -> None:
@@ -465,10 +469,8 @@ class SocketFaults:
         _set_all(ready)
         what = "reset" if rule.kind == "reset_after" else "eof"
         self.faultline.record(what, conn.name(), f"after {rule.nbytes} bytes ({rule.describe()})")
-        try:  # the connection really ends, so the peer's code sees it too
+        with contextlib.suppress(OSError):  # it really ends, so the peer's code sees it too
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def _stall(
         self,
@@ -479,19 +481,25 @@ class SocketFaults:
         deadline: float | None,
     ) -> float:
         timeout = sock.gettimeout()
+        with self._lock:
+            first = rule not in conn.stalled
+            ready = []
+            if first:
+                conn.stalled.add(rule)
+                ready = rule._fire()
+        if first:
+            _set_all(ready)
+            self.faultline.record(
+                "stall", conn.name(), f"after {rule.nbytes} bytes ({rule.describe()})"
+            )
         if timeout == 0.0:
+            # The kernel still holds data, so a selector reports the socket readable again at
+            # once; a short pause keeps an event loop polling a stalled socket from spinning.
+            changed.wait(NONBLOCKING_PAUSE_S)
             raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
         if self._ended:
             raise TimeoutError(
                 f"faultline: this read was stalled by {rule.describe()} when the test ended"
-            )
-        if rule not in conn.stalled:
-            with self._lock:
-                conn.stalled.add(rule)
-                ready = rule._fire()
-            _set_all(ready)
-            self.faultline.record(
-                "stall", conn.name(), f"after {rule.nbytes} bytes ({rule.describe()})"
             )
         now = _raw.monotonic()
         if deadline is None:
@@ -567,25 +575,9 @@ class SocketFaults:
     # -- installing the patches -----------------------------------------------------------------
 
     def _install(self) -> None:
-        cls = socket.socket
-        makers: dict[str, Callable[[Any], Callable[..., Any]]] = {
-            "recv": self._make_recv,
-            "recv_into": self._make_recv_into,
-            "recvfrom": self._make_recvfrom,
-            "recvfrom_into": self._make_recvfrom_into,
-            "recvmsg": self._make_recvmsg,
-            "accept": self._make_accept,
-        }
-        for name in WRITE_METHODS:
-            makers[name] = self._make_tracker
-        for name in CONNECT_METHODS:
-            makers[name] = self._make_connect
-        for name, make in makers.items():
-            saved = cls.__dict__.get(name, _MISSING)
-            setattr(cls, name, make(getattr(cls, name)))
-            self.faultline.undo.push(
-                _restorer(cls, name, saved), f"restore socket.socket.{name}"
-            )
+        from ._socket_patches import install
+
+        install(self)
         # Runs first at teardown: nothing may stay stalled once the patches are gone.
         self.faultline.undo.push(lambda: self._on_wake(None), "end socket faults")
 
@@ -595,145 +587,7 @@ class SocketFaults:
             conn = self._refresh(sock)
         return conn
 
-    def _make_recv(self, prev: Callable[..., Any]) -> Callable[..., Any]:
-        lookup, read = self._lookup, self._read
-
-        def recv(sock: socket.socket, bufsize: int, flags: int = 0) -> bytes:
-            conn = lookup(sock)
-            if not conn.active:
-                return prev(sock, bufsize, flags)  # type: ignore[no-any-return]
-            return read(  # type: ignore[no-any-return]
-                sock, conn, bufsize, flags, lambda n: prev(sock, n, flags), len, lambda: b""
-            )
-
-        return recv
-
-    def _make_recv_into(self, prev: Callable[..., Any]) -> Callable[..., Any]:
-        lookup, read = self._lookup, self._read
-
-        def recv_into(sock: socket.socket, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-            conn = lookup(sock)
-            if not conn.active:
-                return prev(sock, buffer, nbytes, flags)  # type: ignore[no-any-return]
-            requested = nbytes or memoryview(buffer).nbytes
-            return read(  # type: ignore[no-any-return]
-                sock,
-                conn,
-                requested,
-                flags,
-                lambda n: prev(sock, buffer, n, flags),
-                int,
-                lambda: 0,
-            )
-
-        return recv_into
-
-    def _make_recvfrom(self, prev: Callable[..., Any]) -> Callable[..., Any]:
-        lookup, read = self._lookup, self._read
-
-        def recvfrom(sock: socket.socket, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
-            conn = lookup(sock)
-            if not conn.active:
-                return prev(sock, bufsize, flags)  # type: ignore[no-any-return]
-            return read(  # type: ignore[no-any-return]
-                sock,
-                conn,
-                bufsize,
-                flags,
-                lambda n: prev(sock, n, flags),
-                lambda r: len(r[0]),
-                lambda: (b"", None),
-            )
-
-        return recvfrom
-
-    def _make_recvfrom_into(self, prev: Callable[..., Any]) -> Callable[..., Any]:
-        lookup, read = self._lookup, self._read
-
-        def recvfrom_into(
-            sock: socket.socket, buffer: Any, nbytes: int = 0, flags: int = 0
-        ) -> tuple[int, Any]:
-            conn = lookup(sock)
-            if not conn.active:
-                return prev(sock, buffer, nbytes, flags)  # type: ignore[no-any-return]
-            requested = nbytes or memoryview(buffer).nbytes
-            return read(  # type: ignore[no-any-return]
-                sock,
-                conn,
-                requested,
-                flags,
-                lambda n: prev(sock, buffer, n, flags),
-                lambda r: int(r[0]),
-                lambda: (0, None),
-            )
-
-        return recvfrom_into
-
-    def _make_recvmsg(self, prev: Callable[..., Any]) -> Callable[..., Any]:
-        lookup, read = self._lookup, self._read
-
-        def recvmsg(
-            sock: socket.socket, bufsize: int, ancbufsize: int = 0, flags: int = 0
-        ) -> tuple[bytes, list[Any], int, Any]:
-            conn = lookup(sock)
-            if not conn.active:
-                return prev(sock, bufsize, ancbufsize, flags)  # type: ignore[no-any-return]
-            return read(  # type: ignore[no-any-return]
-                sock,
-                conn,
-                bufsize,
-                flags,
-                lambda n: prev(sock, n, ancbufsize, flags),
-                lambda r: len(r[0]),
-                lambda: (b"", [], 0, None),
-            )
-
-        return recvmsg
-
-    def _make_tracker(self, prev: Callable[..., Any]) -> Callable[..., Any]:
-        # Writes are not faulted; seeing them tells disconnect_all which connections exist.
-        conns, register = self._conns, self._register
-
-        def tracked(sock: socket.socket, *args: Any) -> Any:
-            if sock not in conns:
-                register(sock, "socket")
-            return prev(sock, *args)
-
-        tracked.__name__ = tracked.__qualname__ = getattr(prev, "__name__", "tracked")
-        return tracked
-
-    def _make_connect(self, prev: Callable[..., Any]) -> Callable[..., Any]:
-        register = self._register
-
-        def connect(sock: socket.socket, address: Any) -> Any:
-            register(sock, "connected")  # before the call: asyncio's connect raises EINPROGRESS
-            return prev(sock, address)
-
-        connect.__name__ = connect.__qualname__ = getattr(prev, "__name__", "connect")
-        return connect
-
-    def _make_accept(self, prev: Callable[..., Any]) -> Callable[..., Any]:
-        register = self._register
-
-        def accept(sock: socket.socket) -> tuple[socket.socket, Any]:
-            new, address = prev(sock)
-            register(new, "accepted")
-            return new, address
-
-        return accept
-
 
 def _set_all(events: list[_raw.RawEvent]) -> None:
     for event in events:
         event.set()
-
-
-def _restorer(cls: type, name: str, saved: object) -> Callable[[], None]:
-    def restore() -> None:
-        if saved is _MISSING:
-            if name in cls.__dict__:
-                delattr(cls, name)
-        else:
-            setattr(cls, name, saved)
-
-    return restore
