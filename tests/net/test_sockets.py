@@ -63,9 +63,10 @@ def test_short_reads_break_a_single_recv(faultline: Faultline, max_bytes: int) -
 def test_short_reads_are_survived_by_a_reading_loop(faultline: Faultline, max_bytes: int) -> None:
     handle = faultline.sockets.short_reads(max_bytes)
     with LoopbackServer(sender(PAYLOAD, b"second")) as server, connect(server.address) as sock:
+        assert server.served.wait(BOUND_S)  # all of it has arrived: every cut is the fault's
         assert read_correct(sock) == PAYLOAD
         assert read_correct(sock) == b"second"
-    assert handle.fired >= 2
+    assert handle.fired >= 1
 
 
 def test_short_reads_never_exceed_max_bytes(faultline: Faultline) -> None:
