@@ -51,8 +51,6 @@ PEER_HELP = (
 _EXEMPT: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 
 PeerAddress = tuple[str, int]
-if TYPE_CHECKING:
-    PeerSpec = str | tuple[str, int] | None
 
 
 def exempt(sock: socket.socket) -> socket.socket:
@@ -252,7 +250,7 @@ class SocketFaults:
 
     # -- public API -----------------------------------------------------------------------------
 
-    def short_reads(self, max_bytes: int, peer: PeerSpec = None) -> SocketFault:
+    def short_reads(self, max_bytes: int, peer: str | tuple[str, int] | None = None) -> SocketFault:
         """Every read returns at most ``max_bytes`` bytes.
 
         Where each read is cut (1 to ``max_bytes`` bytes) is drawn from the test's seed, per
@@ -263,7 +261,11 @@ class SocketFaults:
         return self._add("short_reads", max_bytes, peer)
 
     def stall_after(
-        self, nbytes: int, peer: PeerSpec = None, *, bound: float = STALL_BOUND_S
+        self,
+        nbytes: int,
+        peer: str | tuple[str, int] | None = None,
+        *,
+        bound: float = STALL_BOUND_S,
     ) -> SocketFault:
         """After ``nbytes`` incoming bytes the stream stalls: nothing more arrives.
 
@@ -278,13 +280,13 @@ class SocketFaults:
             raise FaultlineError(f"stall_after(bound) must be seconds > 0, got {bound!r}")
         return self._add("stall_after", nbytes, peer, bound=float(bound))
 
-    def close_after(self, nbytes: int, peer: PeerSpec = None) -> SocketFault:
+    def close_after(self, nbytes: int, peer: str | tuple[str, int] | None = None) -> SocketFault:
         """The peer closes the connection after ``nbytes`` incoming bytes: reads return EOF
         (``b""``), and the connection is shut down so both ends see it end."""
         _check_count("close_after(nbytes)", nbytes, 0)
         return self._add("close_after", nbytes, peer)
 
-    def reset_after(self, nbytes: int, peer: PeerSpec = None) -> SocketFault:
+    def reset_after(self, nbytes: int, peer: str | tuple[str, int] | None = None) -> SocketFault:
         """The peer resets the connection after ``nbytes`` incoming bytes: the next read raises
         ``ConnectionResetError`` (later reads return EOF, as on Linux), and the connection is
         shut down so both ends see it end."""
