@@ -217,8 +217,15 @@ def test_truncated_message(project: pytest.Pytester) -> None:
     )
 
 
-@pytest.mark.parametrize("at", ["demo.recycle", "demo_server:Server.recycle"])
-def test_disconnect_mid_recycle(project: pytest.Pytester, at: str) -> None:
+@pytest.mark.parametrize(
+    ("at", "target"),
+    [
+        ("'demo.recycle'", "demo.recycle"),
+        ("'demo_server:Server.recycle'", "demo_server:Server.recycle"),
+        ("Server.recycle", "demo_server:Server.recycle"),  # the function itself
+    ],
+)
+def test_disconnect_mid_recycle(project: pytest.Pytester, at: str, target: str) -> None:
     project.makepyfile(demo_server=DEMO_SERVER)
     project.makepyfile(
         test_recycle=f"""
@@ -231,7 +238,7 @@ def test_disconnect_mid_recycle(project: pytest.Pytester, at: str) -> None:
             yield srv
             srv.close()
 
-        @pytest.mark.faultline("disconnect_mid_recycle", at={at!r})
+        @pytest.mark.faultline("disconnect_mid_recycle", at={at})
         def test_server_survives_a_disconnect_mid_recycle(faultline, server):
             assert ask(server.address, b"1") == b""  # dropped while the server recycled
             assert ask(server.address, b"2") == b"ok 2"  # and the server goes on
@@ -246,8 +253,8 @@ def test_disconnect_mid_recycle(project: pytest.Pytester, at: str) -> None:
         [
             "*::test_server_survives_a_disconnect_mid_recycle[[]naive[]] FAILED*",
             "*::test_server_survives_a_disconnect_mid_recycle[[]robust[]] PASSED*",
-            f"scenarios: disconnect_mid_recycle(at={at!r}, times=1)",
-            f"*disconnect {at}: disconnect (hit 1)",
+            "scenarios: disconnect_mid_recycle(at=*, times=1)",
+            f"*disconnect {target}: disconnect (hit 1)",
             "*disconnect socket connected-0 to 127.0.0.1:*: shut down both directions",
         ]
     )
