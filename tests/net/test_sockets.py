@@ -361,6 +361,47 @@ def test_reads_after_a_reset_return_eof(faultline: Faultline) -> None:
         assert sock.recv(64) == b""
 
 
+def test_concurrent_readers_each_get_their_own_cuts(faultline: Faultline) -> None:
+    faultline.sockets.short_reads(2)
+    messages = [bytes([n]) * (50 + n) for n in range(4)]
+    results: dict[int, object] = {}
+    servers = [LoopbackServer(sender(m)) for m in messages]
+
+    def read(n: int) -> None:
+        with connect(servers[n].address) as sock:
+            results[n] = outcome(lambda: read_correct(sock))
+
+    for server in servers:
+        server.__enter__()
+    try:
+        readers = [threading.Thread(target=read, args=(n,)) for n in range(4)]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(BOUND_S)
+        assert not any(reader.is_alive() for reader in readers)
+    finally:
+        for server in servers:
+            server.__exit__(None, None, None)
+    assert results == dict(enumerate(messages))
+
+
+def test_ipv6_peers(faultline: Faultline) -> None:
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with listener:
+        port = listener.getsockname()[1]
+        handle = faultline.sockets.short_reads(1, peer=f"[::1]:{port}")
+        with socket.create_connection(("::1", port), timeout=BOUND_S) as sock:
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(b"hello")
+                assert sock.recv(64) == b"h"
+    assert handle.peer == f"[::1]:{port}"
+
+
 # -- scoping -------------------------------------------------------------------------------------
 
 
@@ -450,6 +491,22 @@ def test_the_disconnect_action_drops_connections(faultline: Faultline) -> None:
     assert arming.fired == 1
 
 
+def test_a_disconnect_ends_a_stalled_read_with_eof(faultline: Faultline) -> None:
+    stall = faultline.sockets.stall_after(4)
+    results: list[object] = []
+    with LoopbackServer(sender(PAYLOAD)) as server, connect(server.address) as sock:
+        assert recv_exactly(sock, 4) == frame(PAYLOAD)[:4]
+        reader = threading.Thread(target=lambda: results.append(outcome(lambda: sock.recv(64))))
+        reader.start()
+        try:
+            assert stall.wait(1, timeout=BOUND_S)
+            assert faultline.sockets.disconnect_all() >= 1
+        finally:
+            reader.join(BOUND_S)
+        assert not reader.is_alive()
+    assert results == [b""]
+
+
 # -- the patches ---------------------------------------------------------------------------------
 
 
@@ -462,6 +519,21 @@ def test_patches_are_undone_when_the_test_ends() -> None:
     assert dict(socket.socket.__dict__) == before
     with LoopbackServer(sender(PAYLOAD)) as server:
         assert fetch(server, read_naive) == PAYLOAD
+
+
+def test_nested_controllers_chain_and_unwind(faultline: Faultline) -> None:
+    faultline.sockets.short_reads(1)
+    outer_recv = socket.socket.__dict__["recv"]
+    inner = Faultline(seed=9, nodeid="inner")
+    try:
+        inner.sockets.close_after(4 + 3)
+        with LoopbackServer(sender(PAYLOAD)) as server, connect(server.address) as sock:
+            assert server.served.wait(BOUND_S)
+            assert len(sock.recv(64)) == 1  # the outer fault, through the inner patch
+            assert isinstance(outcome(lambda: read_correct(sock)), ProtocolError)  # the inner
+    finally:
+        inner.close()
+    assert socket.socket.__dict__["recv"] is outer_recv
 
 
 @pytest.mark.parametrize(
