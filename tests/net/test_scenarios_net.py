@@ -9,7 +9,7 @@ import re
 import pytest
 import sockets_support
 
-SUBPROCESS_ARGS = ("-p", "no:randomly", "-p", "no:cacheprovider", "-v")
+SUBPROCESS_ARGS = ("-p", "no:randomly", "-p", "no:cacheprovider", "-v", "-W", "error")
 
 CONFTEST = """
 import pytest
@@ -260,7 +260,7 @@ def test_disconnect_mid_recycle(project: pytest.Pytester, at: str, target: str) 
     )
 
 
-def test_the_same_seed_replays_the_same_split_points(project: pytest.Pytester) -> None:
+def test_the_same_seed_or_token_replays_the_same_split_points(project: pytest.Pytester) -> None:
     project.makepyfile(
         """
         import pytest
@@ -274,20 +274,23 @@ def test_the_same_seed_replays_the_same_split_points(project: pytest.Pytester) -
                 while chunk := sock.recv(4096):
                     sizes.append(len(chunk))
             print("SIZES", sizes)
+            assert not sizes, "fail, so the report prints the replay token"
         """
     )
 
-    def sizes(seed: int) -> str:
-        result = run(project, "-s", f"--faultline-seed={seed}")
-        result.assert_outcomes(passed=1)
-        (line,) = [ln for ln in result.outlines if "SIZES" in ln]
-        found = re.search(r"SIZES \[.*\]", line)
+    def sizes_and_token(*args: str) -> tuple[str, str]:
+        result = run(project, "-s", *args)
+        result.assert_outcomes(failed=1)
+        found = re.search(r"SIZES \[[0-9, ]+\]", result.stdout.str())
+        token = re.search(r"--faultline-replay=(fl1\.[0-9a-f.]+)", result.stdout.str())
         assert found is not None
-        return found.group(0)
+        assert token is not None
+        return found.group(0), token.group(1)
 
-    first = sizes(11)
-    assert sizes(11) == first
-    assert sizes(12) != first
+    first, token = sizes_and_token("--faultline-seed=11")
+    assert sizes_and_token("--faultline-seed=11")[0] == first
+    assert sizes_and_token("--faultline-seed=12")[0] != first
+    assert sizes_and_token("--faultline-seed=12", f"--faultline-replay={token}")[0] == first
 
 
 def test_patches_are_restored_after_a_failing_test(project: pytest.Pytester) -> None:
