@@ -130,6 +130,28 @@ def test_partial_read_fails_a_single_recv_and_spares_a_loop(project: pytest.Pyte
     )
 
 
+def test_partial_read_for_every_test_from_the_command_line(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        from conftest import PAYLOAD
+        from sockets_support import connect, read_correct, read_naive
+
+        def test_naive(server):
+            with connect(server.address) as sock:
+                assert server.served.wait(5)
+                assert read_naive(sock) == PAYLOAD
+
+        def test_correct(server):
+            with connect(server.address) as sock:
+                assert read_correct(sock) == PAYLOAD
+        """
+    )
+    run(project).assert_outcomes(passed=2)  # without the fault, both pass on loopback
+    result = run(project, "--faultline=partial_read")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*::test_naive FAILED*", "*::test_correct PASSED*"])
+
+
 def test_partial_read_is_scoped_by_peer(project: pytest.Pytester) -> None:
     project.makepyfile(
         """
