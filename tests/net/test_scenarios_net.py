@@ -7,7 +7,8 @@ import inspect
 import re
 
 import pytest
-import sockets_support
+
+from . import sockets_support
 
 SUBPROCESS_ARGS = ("-p", "no:randomly", "-p", "no:cacheprovider", "-v", "-W", "error")
 

@@ -8,7 +8,13 @@ import struct
 import threading
 
 import pytest
-from sockets_support import (
+
+from pytest_faultline import point
+from pytest_faultline.actions import Disconnect
+from pytest_faultline.controller import Faultline
+from pytest_faultline.errors import FaultlineError
+
+from .sockets_support import (
     BOUND_S,
     LoopbackServer,
     ProtocolError,
@@ -21,11 +27,6 @@ from sockets_support import (
     recv_exactly,
     sender,
 )
-
-from pytest_faultline import point
-from pytest_faultline.actions import Disconnect
-from pytest_faultline.controller import Faultline
-from pytest_faultline.errors import FaultlineError
 
 PAYLOAD = bytes(range(256)) * 2  # 512 bytes, so a cut anywhere shows
 
