@@ -42,9 +42,7 @@ def disconnect_mid_recycle(
 
 
 @scenario("partial_read")
-def partial_read(
-    faultline: Faultline, max_bytes: int = 1, peer: str | tuple[str, int] | None = None
-) -> None:
+def partial_read(faultline: Faultline, max_bytes: int = 1, peer: str | None = None) -> None:
     """Every socket read returns at most `max_bytes` (split points drawn from the seed).
 
     Code that assumes one ``recv`` returns a whole message gets part of it; code that loops
@@ -56,9 +54,7 @@ def partial_read(
 
 
 @scenario("timeout_mid_message")
-def timeout_mid_message(
-    faultline: Faultline, after_bytes: int, peer: str | tuple[str, int] | None = None
-) -> None:
+def timeout_mid_message(faultline: Faultline, after_bytes: int, peer: str | None = None) -> None:
     """The incoming stream stalls after `after_bytes`; reads then time out as the socket says.
 
     A socket with a timeout raises ``TimeoutError`` after it; one without a timeout is ended by
@@ -69,9 +65,7 @@ def timeout_mid_message(
 
 
 @scenario("truncated_message")
-def truncated_message(
-    faultline: Faultline, after_bytes: int, peer: str | tuple[str, int] | None = None
-) -> None:
+def truncated_message(faultline: Faultline, after_bytes: int, peer: str | None = None) -> None:
     """The peer closes the connection after `after_bytes`: reads return EOF mid-message."""
     with _as_scenario_error("truncated_message"):
         faultline.sockets.close_after(after_bytes, peer=peer)
