@@ -13,6 +13,7 @@ from pytest_faultline import point
 from pytest_faultline.actions import Disconnect
 from pytest_faultline.controller import Faultline
 from pytest_faultline.errors import FaultlineError
+from pytest_faultline.net.sockets import exempt
 
 from .sockets_support import (
     BOUND_S,
@@ -427,6 +428,16 @@ def test_peer_as_a_tuple_and_by_host_name(faultline: Faultline) -> None:
         assert isinstance(got, ProtocolError)
     assert by_tuple.fired == 1
     assert by_name.fired == 1
+
+
+def test_an_exempt_socket_is_left_alone(faultline: Faultline) -> None:
+    faultline.sockets.short_reads(1)
+    with LoopbackServer(sender(PAYLOAD)) as server, connect(server.address) as sock:
+        assert server.served.wait(BOUND_S)
+        assert len(sock.recv(2)) == 1  # in use and faulted, then exempted
+        exempt(sock)
+        assert len(sock.recv(64)) == 64
+        assert faultline.sockets.disconnect_all() == 0  # the server's end has closed already
 
 
 def test_unix_sockets_are_not_faulted(faultline: Faultline) -> None:

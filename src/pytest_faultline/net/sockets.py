@@ -49,14 +49,19 @@ PEER_HELP = (
 )
 
 _EXEMPT: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+_LIVE: weakref.WeakSet[SocketFaults] = weakref.WeakSet()  # the tests' layers now installed
 
 PeerAddress = tuple[str, int]
 
 
 def exempt(sock: socket.socket) -> socket.socket:
-    """Keep ``sock`` out of every socket fault (faultline's own sockets, such as a proxy's relay
-    connections, call this so a test's faults hit only the code under test). Returns ``sock``."""
+    """Keep ``sock`` out of every socket fault and out of ``disconnect_all`` (faultline's own
+    sockets, such as a proxy's relay connections, call this so a test's socket faults hit only
+    the code under test). Takes effect at once, also for a socket already in use. Returns
+    ``sock``."""
     _EXEMPT.add(sock)
+    for faults in list(_LIVE):
+        faults._forget(sock)
     return sock
 
 
@@ -245,6 +250,7 @@ class SocketFaults:
         self._ordinals: dict[str, int] = {}
         self._made = 0
         self._install()
+        _LIVE.add(self)
         faultline.add_handler("disconnect", self._on_disconnect)
         faultline.add_handler("wake", self._on_wake)
 
@@ -359,7 +365,15 @@ class SocketFaults:
 
     def _on_wake(self, hit: Hit | None) -> None:
         self._ended = True
+        _LIVE.discard(self)
         self._signal_change()
+
+    def _forget(self, sock: socket.socket) -> None:
+        with self._lock:
+            conn = self._conns.get(sock)
+            if conn is not None:
+                conn.eligible = conn.active = False
+                conn.rules = ()
 
     def _register(self, sock: socket.socket, role: str) -> _Conn:
         try:
