@@ -10,7 +10,17 @@ import pytest
 
 from . import sockets_support
 
-SUBPROCESS_ARGS = ("-p", "no:randomly", "-p", "no:cacheprovider", "-v", "-W", "error")
+# Unclosed sockets and exceptions escaping threads fail the inner runs too. Only those: a blanket
+# -W error would also fail on unrelated plugins' warnings (pytest-benchmark's, under xdist).
+STRICT_WARNINGS = (
+    "-W",
+    "error::ResourceWarning",
+    "-W",
+    "error::pytest.PytestUnraisableExceptionWarning",
+    "-W",
+    "error::pytest.PytestUnhandledThreadExceptionWarning",
+)
+SUBPROCESS_ARGS = ("-p", "no:randomly", "-p", "no:cacheprovider", "-v", *STRICT_WARNINGS)
 
 CONFTEST = """
 import pytest
