@@ -369,6 +369,15 @@ def test_patches_are_restored_after_a_failing_test(project: pytest.Pytester) -> 
             "give peer as 'host:port'*",
         ),
         (
+            'faultline("disconnect_mid_recycle", at="demo_nowhere:recycle")',
+            "*TargetError: *demo_nowhere*",
+        ),
+        (
+            'faultline("disconnect_mid_recycle", at="demo.recycle", times=0)',
+            "*ScenarioError: faultline scenario 'disconnect_mid_recycle': arm('demo.recycle'): "
+            "times must be a whole number >= 1 or None, got 0",
+        ),
+        (
             'faultline("timeout_mid_message")',
             "*ScenarioError: faultline scenario 'timeout_mid_message' needs parameter "
             "'after_bytes'*",

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..actions import Disconnect
-from ..errors import FaultlineError, ScenarioError
+from ..errors import FaultlineError, ScenarioError, TargetError
 from ..registry import scenario
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ def _as_scenario_error(name: str) -> Iterator[None]:
     # A bad value is a usage error of the marker: the plugin shows it without our internals.
     try:
         yield
-    except ScenarioError:
+    except (ScenarioError, TargetError):
         raise
     except FaultlineError as exc:
         raise ScenarioError(f"faultline scenario {name!r}: {exc}") from None
