@@ -1,0 +1,215 @@
+"""Where things happen: lock classes (a lock's creation site) and stacks for reports.
+
+Lockdep identifies a lock by its *class*, the place in the code that made it, so that every
+``Account`` object's ``_lock`` is one node of the graph however many accounts exist. Here the
+class is the first frame outside ``threading``/``queue`` (a ``Condition()`` made in user code
+is attributed to the user's line, not to ``threading.py``) and, when the source line assigns
+the lock, the attribute it was assigned to (``self._odb_lock = threading.RLock()`` gives
+``Bank._odb_lock``).
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import queue
+import re
+import sys
+import threading
+from dataclasses import dataclass
+from types import CodeType, FrameType
+
+import _pytest
+import pluggy
+
+__all__ = ["Frame", "LockClass", "format_stack", "lock_class_here", "stack_at", "stack_here"]
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Frames in these files are plumbing between the user's code and the lock: skipped when naming a
+# lock's class and when showing where a lock was taken.
+_PASS_THROUGH = frozenset({threading.__file__, queue.__file__})
+# Frames hidden from report stacks: the test runner's machinery around the user's code.
+_HIDDEN_DIRS = tuple(
+    os.path.dirname(os.path.abspath(module.__file__ or "")) + os.sep
+    for module in (sys.modules[__name__.rsplit(".", 2)[0]], pluggy, _pytest)
+)
+STACK_LIMIT = 12
+_ASSIGNED = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(?::[^=]*)?=(?!=)")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a report stack: file, line, function and the source line."""
+
+    filename: str
+    lineno: int
+    function: str
+    source: str
+
+    def __str__(self) -> str:
+        text = f'  File "{self.filename}", line {self.lineno}, in {self.function}'
+        if self.source:
+            text += f"\n    {self.source}"
+        return text
+
+
+@dataclass(frozen=True, eq=False)
+class LockClass:
+    """A lock class: every lock made at one place in the code.
+
+    ``name`` is the attribute or variable the lock was assigned to (``Bank._odb_lock``,
+    ``lock_a``) or ``file.py:LINE`` when the source does not say. ``kind`` is ``Lock`` or
+    ``RLock``; ``inside`` names the ``threading``/``queue`` object that made it for the user
+    (``Condition``, ``Semaphore``, ``Queue``, ...) or is empty.
+    """
+
+    filename: str
+    lineno: int
+    kind: str
+    inside: str
+    attr: str | None
+    source: str
+
+    @property
+    def name(self) -> str:
+        return self.attr or f"{os.path.basename(self.filename)}:{self.lineno}"
+
+    @property
+    def site(self) -> str:
+        return f"{self.filename}:{self.lineno}"
+
+    def describe(self) -> str:
+        """One line for reports: what the lock is and where it was made."""
+        what = f"the {self.kind} inside a {self.inside}" if self.inside else self.kind
+        text = f"{self.name}: {what} created at {self.site}"
+        if self.source:
+            text += f" ({self.source})"
+        return text
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<LockClass {self.name} at {self.site}>"
+
+
+# (code, lasti, kind) of the creating frame -> its class; classes interned by place.
+_BY_FRAME: dict[tuple[CodeType, int, str], tuple[LockClass, str]] = {}
+_BY_PLACE: dict[tuple[str, int, object, str, str], LockClass] = {}
+
+
+def _column(code: CodeType, lasti: int) -> object:
+    positions = getattr(code, "co_positions", None)
+    if positions is None or lasti < 0:
+        return lasti  # 3.10: the instruction offset tells two locks on one line apart
+    for i, pos in enumerate(positions()):
+        if i == lasti // 2:
+            return pos[2]
+    return None
+
+
+def line_at(code: CodeType, lasti: int) -> int:
+    """The source line of instruction offset ``lasti`` in ``code``."""
+    for start, end, line in code.co_lines():
+        if start <= lasti < end and line is not None:
+            return line
+    return code.co_firstlineno
+
+
+def lock_class_here(kind: str, depth: int) -> LockClass:
+    """The class of a lock being made now; ``depth`` frames up is the factory's caller."""
+    frame: FrameType | None = sys._getframe(depth + 1)
+    inside = ""
+    while frame is not None and (
+        frame.f_code.co_filename in _PASS_THROUGH
+        or frame.f_code.co_filename.startswith(_PACKAGE_DIR + os.sep)
+    ):
+        if frame.f_code.co_name == "__init__" and frame.f_code.co_filename in _PASS_THROUGH:
+            owner = frame.f_locals.get("self")
+            if owner is not None:
+                inside = type(owner).__name__  # the outermost wins: Semaphore, not Condition
+        frame = frame.f_back
+    if frame is None:
+        return _intern("<unknown>", 0, None, kind, "", None, "")
+    code, lasti = frame.f_code, frame.f_lasti
+    cached = _BY_FRAME.get((code, lasti, kind))
+    if cached is not None and cached[1] == inside:
+        return cached[0]
+    lineno = line_at(code, lasti)
+    source = linecache.getline(code.co_filename, lineno).strip()
+    attr = _attribute(frame, source)
+    cls = _intern(code.co_filename, lineno, _column(code, lasti), kind, inside, attr, source)
+    _BY_FRAME[(code, lasti, kind)] = (cls, inside)
+    return cls
+
+
+def _intern(
+    filename: str,
+    lineno: int,
+    column: object,
+    kind: str,
+    inside: str,
+    attr: str | None,
+    source: str,
+) -> LockClass:
+    key = (filename, lineno, column, kind, inside)
+    cls = _BY_PLACE.get(key)
+    if cls is None:
+        cls = _BY_PLACE.setdefault(key, LockClass(filename, lineno, kind, inside, attr, source))
+    return cls
+
+
+def _attribute(frame: FrameType, source: str) -> str | None:
+    match = _ASSIGNED.match(source)
+    if match is None:
+        return None
+    target = match.group(1)
+    code = frame.f_code
+    head, _, rest = target.partition(".")
+    if head == "self" and rest:
+        qualname = getattr(code, "co_qualname", "")
+        if "." in qualname:
+            owner = qualname.rsplit(".", 1)[0].replace(".<locals>", "")
+            return f"{owner.rsplit('.', 1)[-1]}.{rest}"
+        self_obj = frame.f_locals.get("self")
+        return f"{type(self_obj).__name__}.{rest}" if self_obj is not None else rest
+    if code.co_name == "<module>":
+        module = frame.f_globals.get("__name__", "")
+        return f"{module.rsplit('.', 1)[-1]}.{target}" if module else target
+    return target
+
+
+def _hidden(filename: str) -> bool:
+    return filename in _PASS_THROUGH or filename.startswith(_HIDDEN_DIRS)
+
+
+def stack_at(frame: FrameType | None, lasti: int | None = None) -> tuple[Frame, ...]:
+    """The stack from ``frame`` outwards, innermost last; ``lasti`` pins the innermost line.
+
+    Runner and threading plumbing are left out; at most ``STACK_LIMIT`` frames are kept.
+    """
+    frames: list[Frame] = []
+    first = True
+    while frame is not None and len(frames) < STACK_LIMIT:
+        code = frame.f_code
+        if not _hidden(code.co_filename):
+            lineno = (
+                line_at(code, lasti) if first and lasti is not None else frame.f_lineno or 0
+            )
+            source = linecache.getline(code.co_filename, lineno).strip()
+            frames.append(Frame(code.co_filename, lineno, code.co_name, source))
+        first = False
+        frame = frame.f_back
+    frames.reverse()
+    return tuple(frames)
+
+
+def stack_here(depth: int) -> tuple[Frame, ...]:
+    """The current stack, ``depth`` frames above the caller of this function."""
+    return stack_at(sys._getframe(depth + 1))
+
+
+def format_stack(frames: tuple[Frame, ...], indent: str = "    ") -> str:
+    if not frames:
+        return f"{indent}(no frames outside the test runner)"
+    return "\n".join(indent + line for f in frames for line in str(f).split("\n"))
