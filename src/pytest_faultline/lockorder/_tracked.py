@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Installation", "LockSink", "TrackedLock", "TrackedRLock", "active_sinks"]
 
+__tracebackhide__ = True  # pytest leaves this module's frames out of failure tracebacks
+
 _getframe = sys._getframe
 _get_ident = _thread.get_ident
 _tls = _thread._local()  # .held: the locks this thread holds, oldest first; .busy: in our code

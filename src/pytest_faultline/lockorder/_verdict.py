@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Verdict", "verdict"]
 
+__tracebackhide__ = True  # pytest leaves this module's frames out of failure tracebacks
+
 SERVICE_KEY = "lockorder-verdict"
 WORKER_NOTE = (
     "raised in thread {thread!r} while the test ran; the test fails even if that thread's "
@@ -65,8 +67,14 @@ class Verdict:
         self._body_ident = _raw.get_ident()
         try:
             result = call()
-        except BaseException:
-            taken = self._take(body_only=True)
+        except BaseException as exc:
+            # The body re-raising a worker's own error (from a future, a result list) has
+            # delivered it already.
+            taken = [
+                p
+                for p in self._take(body_only=True)
+                if not (isinstance(exc, p[2]) and str(exc) == p[3])
+            ]
             if taken:
                 raise self._error(taken)  # noqa: B904  - the body's error stays as the context
             raise
