@@ -28,11 +28,12 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Frames in these files are plumbing between the user's code and the lock: skipped when naming a
 # lock's class and when showing where a lock was taken.
 _PASS_THROUGH = frozenset({threading.__file__, queue.__file__})
-# Frames hidden from report stacks: the test runner's machinery around the user's code.
-_HIDDEN_DIRS = tuple(
-    os.path.dirname(os.path.abspath(module.__file__ or "")) + os.sep
-    for module in (sys.modules[__name__.rsplit(".", 2)[0]], pluggy, _pytest)
+# Report stacks end where the test runner starts (everything further out is pytest's), and
+# leave out this package's own frames.
+_RUNNER_DIRS = tuple(
+    os.path.dirname(os.path.abspath(module.__file__ or "")) + os.sep for module in (pluggy, _pytest)
 )
+_PACKAGE_PREFIX = _PACKAGE_DIR + os.sep
 STACK_LIMIT = 12
 _ASSIGNED = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(?::[^=]*)?=(?!=)")
 
@@ -122,7 +123,7 @@ def lock_class_here(kind: str, depth: int) -> LockClass:
     inside = ""
     while frame is not None and (
         frame.f_code.co_filename in _PASS_THROUGH
-        or frame.f_code.co_filename.startswith(_PACKAGE_DIR + os.sep)
+        or frame.f_code.co_filename.startswith(_PACKAGE_PREFIX)
     ):
         if frame.f_code.co_name == "__init__" and frame.f_code.co_filename in _PASS_THROUGH:
             owner = frame.f_locals.get("self")
@@ -179,10 +180,6 @@ def _attribute(frame: FrameType, source: str) -> str | None:
     return target
 
 
-def _hidden(filename: str) -> bool:
-    return filename in _PASS_THROUGH or filename.startswith(_HIDDEN_DIRS)
-
-
 def stack_at(frame: FrameType | None, lasti: int | None = None) -> tuple[Frame, ...]:
     """The stack from ``frame`` outwards, innermost last; ``lasti`` pins the innermost line.
 
@@ -192,7 +189,10 @@ def stack_at(frame: FrameType | None, lasti: int | None = None) -> tuple[Frame, 
     first = True
     while frame is not None and len(frames) < STACK_LIMIT:
         code = frame.f_code
-        if not _hidden(code.co_filename):
+        filename = code.co_filename
+        if filename.startswith(_RUNNER_DIRS):
+            break
+        if filename not in _PASS_THROUGH and not filename.startswith(_PACKAGE_PREFIX):
             lineno = (
                 line_at(code, lasti) if first and lasti is not None else frame.f_lineno or 0
             )

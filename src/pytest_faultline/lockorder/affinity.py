@@ -28,8 +28,9 @@ AFFINITY_FIX = (
     "use it only from its owner thread (hand the work to that thread, e.g. through a queue), "
     "or hand it over explicitly with faultline.transfer(obj, thread)"
 )
-# Implicit method calls (len(obj), obj[k], with obj, ...) do not go through __getattribute__, so
-# the guard class wraps those of them the original class defines.
+# Special methods that are uses of the object (len(obj), obj[k], with obj, ...); the others
+# (__repr__, __eq__, __hash__, __del__, ...) stay unchecked so that logging, asserts and the
+# garbage collector may touch the object from any thread.
 GUARDED_DUNDERS = (
     "__call__",
     "__getitem__",
@@ -90,25 +91,15 @@ def _state(obj: object) -> Confinement | None:
     return _CONFINED.get(id(obj))
 
 
+_METHOD_TYPES = (types.FunctionType, types.MethodDescriptorType, types.WrapperDescriptorType)
+
+
 def _guard_class(cls: type) -> type:
     guard = _GUARD_CLASSES.get(cls)
     if guard is not None:
         return guard
-    base_getattribute = cls.__getattribute__
     base_setattr = cls.__setattr__
     base_delattr = cls.__delattr__
-
-    def __getattribute__(self: Any, name: str) -> Any:
-        value = base_getattribute(self, name)
-        state = _CONFINED.get(id(self))
-        if (
-            state is not None
-            and not name.startswith("__")
-            and callable(value)
-            and not state.allowed()
-        ):
-            raise state.violation(f"called its method {name!r}")
-        return value
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
         state = _CONFINED.get(id(self))
@@ -124,17 +115,20 @@ def _guard_class(cls: type) -> type:
 
     namespace: dict[str, Any] = {
         "__slots__": (),
-        "__getattribute__": __getattribute__,
         "__setattr__": __setattr__,
         "__delattr__": __delattr__,
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,
         "__doc__": cls.__doc__,
     }
-    for dunder in GUARDED_DUNDERS:
-        method = getattr(cls, dunder, None)
-        if method is not None and method is not getattr(object, dunder, None):
-            namespace[dunder] = _guarded_dunder(dunder, method)
+    # Every method is checked when it is *called*, so a bound method fetched on the owner
+    # thread and run elsewhere (Thread(target=server.process)) is caught too.
+    for klass in reversed(cls.__mro__[:-1]):  # object's methods are not the object's own
+        for name, raw in vars(klass).items():
+            if name.startswith("__") and name not in GUARDED_DUNDERS:
+                continue
+            if isinstance(raw, _METHOD_TYPES):
+                namespace[name] = _guarded_method(name, raw)
     try:
         guard = types.new_class(cls.__name__, (cls,), exec_body=lambda ns: ns.update(namespace))
     except TypeError:
@@ -144,7 +138,7 @@ def _guard_class(cls: type) -> type:
     return guard
 
 
-def _guarded_dunder(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+def _guarded_method(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
         state = _CONFINED.get(id(self))
         if state is not None and not state.allowed():
@@ -152,6 +146,9 @@ def _guarded_dunder(name: str, method: Callable[..., Any]) -> Callable[..., Any]
         return method(self, *args, **kwargs)
 
     guarded.__name__ = name
+    guarded.__qualname__ = getattr(method, "__qualname__", name)
+    guarded.__doc__ = method.__doc__
+    guarded.__wrapped__ = method  # type: ignore[attr-defined]
     return guarded
 
 
@@ -170,10 +167,17 @@ class ConfinedProxy:
     def __getattr__(self, name: str) -> Any:
         target = object.__getattribute__(self, "_faultline_target")
         value = getattr(target, name)
-        state = _CONFINED.get(id(self))
-        if state is not None and callable(value) and not state.allowed():
-            raise state.violation(f"called its method {name!r}")
-        return value
+        if not callable(value):
+            return value
+        key = id(self)
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            state = _CONFINED.get(key)
+            if state is not None and not state.allowed():
+                raise state.violation(f"called its method {name!r}")
+            return value(*args, **kwargs)
+
+        return checked
 
     def __setattr__(self, name: str, value: Any) -> None:
         state = _CONFINED.get(id(self))
@@ -213,10 +217,11 @@ class Affinity:
         self._inits: list[tuple[type, object]] = []
         self.violations: list[ThreadAffinityError] = []
 
-    def confine(
-        self, obj: object, *, origin: str = "confined", depth: int = 1
-    ) -> Any:
-        """Confine ``obj`` to the calling thread; returns ``obj`` (or a guarding proxy)."""
+    def confine(self, obj: object, *, origin: str = "confined", depth: int = 0) -> Any:
+        """Confine ``obj`` to the calling thread; returns ``obj`` (or a guarding proxy).
+
+        ``depth`` counts frames above the caller to the code that made or confined ``obj``.
+        """
         existing = _CONFINED.get(id(obj))
         if existing is not None:
             if existing.allowed():
