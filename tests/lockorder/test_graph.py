@@ -63,7 +63,8 @@ def test_abba_across_two_threads_is_reported_without_a_deadlock() -> None:
     # Both stacks name the lines that took each lock.
     assert "with lock_a, lock_b:" in report
     assert "with lock_b, lock_a:" in report
-    assert "lock_a: Lock created at" in report and "(lock_a = threading.Lock())" in report
+    assert "lock_a: Lock created at" in report
+    assert "(lock_a = threading.Lock())" in report
 
 
 def test_the_naive_order_deadlocks_for_real_when_the_threads_meet() -> None:
@@ -158,9 +159,9 @@ def test_rlock_reentry_is_not_an_edge() -> None:
         inner = threading.Lock()
 
         def nested() -> None:
-            with outer, inner:
-                with outer:  # reentry while holding inner: no inner -> outer edge
-                    pass
+            # The second `outer` is a reentry while holding inner: no inner -> outer edge.
+            with outer, inner, outer:
+                pass
 
         assert run_in_order(nested) == []
     assert [str(e) for e in order.edges] == ["outer -> inner"]
@@ -180,9 +181,15 @@ def test_same_class_nesting_in_a_stable_order_is_clean() -> None:
 
     with LockOrder() as order:
         a, b, c = Account(1), Account(2), Account(3)
-        assert run_in_order(lambda: transfer(a, b), lambda: transfer(b, a), lambda: transfer(c, a)) == []
+        assert (
+            run_in_order(lambda: transfer(a, b), lambda: transfer(b, a), lambda: transfer(c, a))
+            == []
+        )
     assert order.inversions == []
-    assert {str(e) for e in order.edges} == {"Account._lock#1 -> Account._lock#2", "Account._lock#1 -> Account._lock#3"}
+    assert {str(e) for e in order.edges} == {
+        "Account._lock#1 -> Account._lock#2",
+        "Account._lock#1 -> Account._lock#3",
+    }
 
 
 def test_same_class_instance_cycle_is_reported_as_such() -> None:
@@ -260,7 +267,8 @@ def test_fail_raises_in_the_acquiring_thread_before_taking_the_lock() -> None:
     assert isinstance(errors[0], LockOrderError)
     assert "lock_a acquired while holding lock_b, in thread 'worker-2'" in str(errors[0])
     # The closing acquire did not take the lock, and the with-block released lock_b.
-    assert not lock_a.locked() and not lock_b.locked()
+    assert not lock_a.locked()
+    assert not lock_b.locked()
     assert len(order.inversions) == 1
 
 

@@ -199,7 +199,9 @@ def test_patches_are_restored_after_a_failing_test(project: pytest.Pytester) -> 
     result = project.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(passed=1, failed=1)
     # The body's own failure is kept as the context of the worker's lock-order error.
-    result.stdout.fnmatch_lines(["*the body fails on its own*", "*LockOrderError: raised in thread 'worker-2'*"])
+    result.stdout.fnmatch_lines(
+        ["*the body fails on its own*", "*LockOrderError: raised in thread 'worker-2'*"]
+    )
 
 
 def test_bad_parameter_is_a_clear_usage_error(pytester: pytest.Pytester) -> None:

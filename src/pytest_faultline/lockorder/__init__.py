@@ -84,7 +84,9 @@ def confine(faultline: Faultline, obj: Any) -> Any:
     affinity: Affinity = faultline.service(AFFINITY_KEY, _affinity)
     confined = affinity.confine(obj, depth=2)
     faultline.record(
-        "thread-affinity", type(obj).__qualname__, f"confined to {threading.current_thread().name!r}"
+        "thread-affinity",
+        type(obj).__qualname__,
+        f"confined to {threading.current_thread().name!r}",
     )
     return confined
 
@@ -93,9 +95,7 @@ def transfer(faultline: Faultline, obj: Any, thread: Any) -> None:
     """``faultline.transfer(obj, thread)``: make ``thread`` the owner of confined ``obj``."""
     affinity: Affinity = faultline.service(AFFINITY_KEY, _affinity)
     affinity.transfer(obj, thread)
-    faultline.record(
-        "thread-affinity", type(obj).__qualname__, f"transferred to {thread.name!r}"
-    )
+    faultline.record("thread-affinity", type(obj).__qualname__, f"transferred to {thread.name!r}")
 
 
 def confine_types(faultline: Faultline, types: list[str]) -> None:
@@ -113,4 +113,3 @@ def confine_types(faultline: Faultline, types: list[str]) -> None:
         affinity.confine_new_instances(cls)
     names = ", ".join(f"{c.__module__}.{c.__qualname__}" for c in classes)
     faultline.record("thread-affinity", "types", f"confining new instances of {names}")
-

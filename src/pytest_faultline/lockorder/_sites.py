@@ -193,9 +193,7 @@ def stack_at(frame: FrameType | None, lasti: int | None = None) -> tuple[Frame, 
         if filename.startswith(_RUNNER_DIRS):
             break
         if filename not in _PASS_THROUGH and not filename.startswith(_PACKAGE_PREFIX):
-            lineno = (
-                line_at(code, lasti) if first and lasti is not None else frame.f_lineno or 0
-            )
+            lineno = line_at(code, lasti) if first and lasti is not None else frame.f_lineno or 0
             source = linecache.getline(code.co_filename, lineno).strip()
             frames.append(Frame(code.co_filename, lineno, code.co_name, source))
         first = False

@@ -359,8 +359,8 @@ class Installation:
         self._ordinals: dict[_sites.LockClass, itertools.count[int]] = {}
         self.lock_factory = self._factory(self.previous_lock, TrackedLock, "Lock")
         self.rlock_factory = self._factory(self.previous_rlock, TrackedRLock, "RLock")
-        threading.Lock = self.lock_factory  # type: ignore[misc,assignment]
-        threading.RLock = self.rlock_factory  # type: ignore[assignment]
+        threading.Lock = self.lock_factory  # type: ignore[misc,assignment,unused-ignore]
+        threading.RLock = self.rlock_factory  # type: ignore[misc,assignment,unused-ignore]
 
     def _factory(
         self, previous: Callable[..., Any], tracked: type[TrackedLock], kind: str
@@ -390,5 +390,5 @@ class Installation:
         return factory
 
     def restore(self) -> None:
-        threading.Lock = self.previous_lock  # type: ignore[misc]
-        threading.RLock = self.previous_rlock  # type: ignore[assignment]
+        threading.Lock = self.previous_lock  # type: ignore[misc,assignment,unused-ignore]
+        threading.RLock = self.previous_rlock  # type: ignore[misc,assignment,unused-ignore]

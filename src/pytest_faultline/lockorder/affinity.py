@@ -98,8 +98,8 @@ def _guard_class(cls: type) -> type:
     guard = _GUARD_CLASSES.get(cls)
     if guard is not None:
         return guard
-    base_setattr = cls.__setattr__
-    base_delattr = cls.__delattr__
+    base_setattr: Any = cls.__setattr__
+    base_delattr: Any = cls.__delattr__
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
         state = _CONFINED.get(id(self))
@@ -295,7 +295,7 @@ class Affinity:
     def confine_new_instances(self, cls: type) -> None:
         """Confine every instance of ``cls`` made from now on to the thread that makes it."""
         original = cls.__dict__.get("__init__", _MISSING)
-        base_init = cls.__init__
+        base_init: Any = cls.__init__  # type: ignore[misc]
 
         def __init__(obj: Any, *args: Any, **kwargs: Any) -> None:
             base_init(obj, *args, **kwargs)
@@ -327,9 +327,9 @@ class Affinity:
                 _CONFINED.pop(key, None)
         for ref, original_class in objects.values():
             obj = ref()
-            if obj is not None and original_class is not None:
-                if getattr(type(obj), "__faultline_guard__", False):
-                    object.__setattr__(obj, "__class__", original_class)
+            guarded = getattr(type(obj), "__faultline_guard__", False)
+            if obj is not None and original_class is not None and guarded:
+                object.__setattr__(obj, "__class__", original_class)
 
 
 _MISSING = object()
@@ -364,7 +364,9 @@ def resolve_type(path: object) -> type:
         candidates = [(module_path, qualname)]
     else:
         parts = path.split(".")
-        candidates = [(".".join(parts[:i]), ".".join(parts[i:])) for i in range(len(parts) - 1, 0, -1)]
+        candidates = [
+            (".".join(parts[:i]), ".".join(parts[i:])) for i in range(len(parts) - 1, 0, -1)
+        ]
     problem = "no module"
     for module_name, qual in candidates:
         try:

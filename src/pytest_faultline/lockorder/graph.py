@@ -273,14 +273,15 @@ class LockGraph:
         if canonical in self._cycles:
             return None
         self._cycles.add(canonical)
-        steps = [self._known[(a, b)] for a, b in zip(nodes, [*nodes[1:], nodes[0]])]
+        steps = [self._known[(a, b)] for a, b in zip(nodes, [*nodes[1:], nodes[0]], strict=True)]
         kind: Literal["class", "instance"] = "instance" if edge.same_class else "class"
         if kind == "instance":
             cycle = tuple(e.first_lock for e in steps)
         else:
             cycle = tuple(e.first.name for e in steps)
         same_objects = all(
-            a.second_serial == b.first_serial for a, b in zip(steps, [*steps[1:], steps[0]])
+            a.second_serial == b.first_serial
+            for a, b in zip(steps, [*steps[1:], steps[0]], strict=True)
         )
         return Inversion(
             kind=kind,
