@@ -134,7 +134,9 @@ class TrackedLock:
         if blocking:
             if held:
                 _blocking(self, held)
-            if not self._acq(True, timeout):
+            if timeout == -1:
+                self._acq()  # no arguments: the C call parses none, which is measurably faster
+            elif not self._acq(True, timeout):
                 return False
         else:
             if not self._acq(False, timeout):  # the lock's own error for a timeout here
@@ -236,7 +238,9 @@ class TrackedRLock(TrackedLock):
         if blocking:
             if held:
                 _blocking(self, held)
-            if not self._acq(True, timeout):
+            if timeout == -1:
+                self._acq()  # no arguments: the C call parses none, which is measurably faster
+            elif not self._acq(True, timeout):
                 return False
         else:
             if not self._acq(False, timeout):  # the lock's own error for a timeout here
