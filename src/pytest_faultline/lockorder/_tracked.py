@@ -27,9 +27,21 @@ __all__ = ["Installation", "LockSink", "TrackedLock", "TrackedRLock", "active_si
 __tracebackhide__ = True  # pytest leaves this module's frames out of failure tracebacks
 
 _getframe = sys._getframe
-_get_ident = _thread.get_ident
-_tls = _thread._local()  # .held: the locks this thread holds, oldest first; .busy: in our code
 _serials = itertools.count(1)
+
+
+class _ThreadState(_thread._local):
+    """Per thread: ``held``, the tracked locks it holds (oldest first); ``busy`` while our own
+    bookkeeping runs; ``creating`` while a factory makes a lock. ``__init__`` runs once in each
+    thread on first use, so the hot path needs no existence check."""
+
+    def __init__(self) -> None:
+        self.held: list[TrackedLock] = []
+        self.busy = False
+        self.creating = False
+
+
+_tls = _ThreadState()
 
 
 class LockSink(Protocol):
@@ -58,16 +70,10 @@ def remove_sink(sink: LockSink) -> None:
     _sinks = tuple(s for s in _sinks if s is not sink)
 
 
-def _new_held() -> list[TrackedLock]:
-    held: list[TrackedLock] = []
-    _tls.held = held
-    return held
-
-
 def _blocking(lock: TrackedLock, held: list[TrackedLock]) -> None:
     """A blocking acquire while holding locks: let every sink add its edges (may raise)."""
     sinks = _sinks
-    if not sinks or getattr(_tls, "busy", False):
+    if not sinks or _tls.busy:
         return
     _tls.busy = True  # our own bookkeeping may make or take locks (e.g. a _DummyThread's)
     error: Exception | None = None
@@ -82,7 +88,7 @@ def _blocking(lock: TrackedLock, held: list[TrackedLock]) -> None:
 
 def _trylock(lock: TrackedLock, held: list[TrackedLock]) -> None:
     sinks = _sinks
-    if not sinks or getattr(_tls, "busy", False):
+    if not sinks or _tls.busy:
         return
     _tls.busy = True
     try:
@@ -127,10 +133,7 @@ class TrackedLock:
     # costs as much as the lock itself; see benchmarks/bench_lockorder.py.
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        try:
-            held = _tls.held
-        except AttributeError:
-            held = _new_held()
+        held = _tls.held
         if blocking:
             if held:
                 _blocking(self, held)
@@ -151,10 +154,7 @@ class TrackedLock:
         return True
 
     def __enter__(self) -> bool:
-        try:
-            held = _tls.held
-        except AttributeError:
-            held = _new_held()
+        held = _tls.held
         if held:
             _blocking(self, held)
         self._acq()
@@ -215,26 +215,24 @@ class TrackedLock:
 
 
 class TrackedRLock(TrackedLock):
-    """A ``threading.RLock`` watched for lock-order inversions; reentry adds no edge."""
+    """A ``threading.RLock`` watched for lock-order inversions; reentry adds no edge.
 
-    __slots__ = ("_count", "_owner")
+    The owner is the thread whose held list ``_holder`` is: one identity test, no thread-id call.
+    """
+
+    __slots__ = ("_count",)
 
     def __init__(self, inner: Any, lock_class: _sites.LockClass, ordinal: int) -> None:
         super().__init__(inner, lock_class, ordinal)
-        self._owner: int | None = None
         self._count = 0
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        me = _get_ident()
-        if self._owner == me:
+        held = _tls.held
+        if self._holder is held:
             if not self._acq(blocking, timeout):
                 return False
             self._count += 1
             return True
-        try:
-            held = _tls.held
-        except AttributeError:
-            held = _new_held()
         if blocking:
             if held:
                 _blocking(self, held)
@@ -250,71 +248,66 @@ class TrackedRLock(TrackedLock):
         frame = _getframe(1)
         self._site = frame
         self._lasti = frame.f_lasti
-        self._owner = me
         self._count = 1
         self._holder = held
         held.append(self)
         return True
 
     def __enter__(self) -> bool:
-        me = _get_ident()
-        if self._owner == me:
+        held = _tls.held
+        if self._holder is held:
             self._acq()
             self._count += 1
             return True
-        try:
-            held = _tls.held
-        except AttributeError:
-            held = _new_held()
         if held:
             _blocking(self, held)
         self._acq()
         frame = _getframe(1)
         self._site = frame
         self._lasti = frame.f_lasti
-        self._owner = me
         self._count = 1
         self._holder = held
         held.append(self)
         return True
 
     def release(self) -> None:
-        if self._owner == _get_ident():
+        held = _tls.held
+        if self._holder is held:
             self._count -= 1
             if not self._count:
-                self._forget()
+                self._holder = None
+                self._site = None
+                held.remove(self)
         self._rel()  # raises the RLock's own error when this thread does not own it
 
     def __exit__(self, *exc: object) -> None:
-        if self._owner == _get_ident():
+        held = _tls.held
+        if self._holder is held:
             self._count -= 1
             if not self._count:
-                self._forget()
+                self._holder = None
+                self._site = None
+                held.remove(self)
         self._rel()
-
-    def _forget(self) -> None:
-        self._owner = None
-        self._site = None
-        holder = self._holder
-        self._holder = None
-        if holder is not None:
-            holder.remove(self)
 
     def locked(self) -> bool:
         inner_locked = getattr(self._inner, "locked", None)
-        return bool(inner_locked()) if inner_locked is not None else self._owner is not None
+        return bool(inner_locked()) if inner_locked is not None else self._holder is not None
 
     def _is_owned(self) -> bool:
-        return self._owner == _get_ident()
+        return self._holder is _tls.held
 
     # Condition.wait releases an RLock fully, whatever its depth, and restores it afterwards.
 
     def _release_save(self) -> tuple[Any, int]:
-        if self._owner != _get_ident():
+        held = _tls.held
+        if self._holder is not held:
             raise RuntimeError("cannot release un-acquired lock")
         count = self._count
         self._count = 0
-        self._forget()
+        self._holder = None
+        self._site = None
+        held.remove(self)
         saver = getattr(self._inner, "_release_save", None)
         if saver is not None:
             return saver(), count
@@ -324,10 +317,7 @@ class TrackedRLock(TrackedLock):
 
     def _acquire_restore(self, saved: tuple[Any, int]) -> None:
         state, count = saved
-        try:
-            held = _tls.held
-        except AttributeError:
-            held = _new_held()
+        held = _tls.held
         if held:
             _blocking(self, held)
         restorer = getattr(self._inner, "_acquire_restore", None)
@@ -339,18 +329,17 @@ class TrackedRLock(TrackedLock):
         frame = _getframe(1)
         self._site = frame
         self._lasti = frame.f_lasti
-        self._owner = _get_ident()
         self._count = count
         self._holder = held
         held.append(self)
 
     def _recursion_count(self) -> int:
-        return self._count if self._owner == _get_ident() else 0
+        return self._count if self._holder is _tls.held else 0
 
 
 def held_locks() -> list[TrackedLock]:
     """The tracked locks the calling thread holds, oldest first."""
-    return list(getattr(_tls, "held", ()))
+    return list(_tls.held)
 
 
 class Installation:
@@ -372,7 +361,7 @@ class Installation:
         ordinals = self._ordinals
 
         def factory(*args: Any, **kwargs: Any) -> Any:
-            if getattr(_tls, "creating", False):
+            if _tls.creating:
                 # A factory under ours (another layer chaining back to a tracked factory):
                 # one wrapper per lock is enough.
                 return previous(*args, **kwargs)
