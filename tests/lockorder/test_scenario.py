@@ -217,3 +217,81 @@ def test_bad_parameter_is_a_clear_usage_error(pytester: pytest.Pytester) -> None
     result = pytester.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*parameter 'fail' must be*"])
+
+
+def test_three_locks_reentry_and_same_class_nesting_end_to_end(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        """
+        import threading
+        import pytest
+        from store import run_in_order
+
+        class Account:
+            def __init__(self, number):
+                self.number = number
+                self._lock = threading.Lock()
+
+        def transfer_naive(source, target):
+            with source._lock:
+                with target._lock:
+                    pass
+
+        def transfer_ordered(source, target):
+            first, second = sorted((source, target), key=lambda a: a.number)
+            with first._lock:
+                with second._lock:
+                    pass
+
+        @pytest.mark.faultline("lock_order")
+        def test_three_lock_cycle():
+            odb, msg, log = threading.Lock(), threading.Lock(), threading.Lock()
+            def one():
+                with odb:
+                    with msg:
+                        pass
+            def two():
+                with msg:
+                    with log:
+                        pass
+            def three():
+                with log:
+                    with odb:
+                        pass
+            run_in_order(one, two, three)
+
+        @pytest.mark.faultline("lock_order")
+        def test_rlock_reentry(faultline):
+            outer = threading.RLock()
+            inner = threading.Lock()
+            def nested():
+                with outer:
+                    with inner:
+                        with outer:
+                            pass
+            assert run_in_order(nested, nested) == []
+            assert [str(e) for e in faultline.lock_order.edges] == ["outer -> inner"]
+
+        @pytest.mark.faultline("lock_order")
+        def test_accounts_ordered():
+            a, b = Account(1), Account(2)
+            assert run_in_order(lambda: transfer_ordered(a, b), lambda: transfer_ordered(b, a)) == []
+
+        @pytest.mark.faultline("lock_order")
+        def test_accounts_naive():
+            a, b = Account(1), Account(2)
+            run_in_order(lambda: transfer_naive(a, b), lambda: transfer_naive(b, a))
+        """
+    )
+    result = project.runpytest_subprocess("-p", "no:randomly", "-rf")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_three_lock_cycle _*",
+            "*a cycle among 3 lock classes*",
+            "*_ test_accounts_naive _*",
+            "*a cycle among 2 locks of one class, Account._lock:*",
+            "*Account._lock#1 acquired while holding Account._lock#2, in thread 'worker-2':*",
+            "FAILED *::test_three_lock_cycle*",
+            "FAILED *::test_accounts_naive*",
+        ]
+    )

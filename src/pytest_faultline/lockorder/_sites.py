@@ -10,6 +10,7 @@ the lock, the attribute it was assigned to (``self._odb_lock = threading.RLock()
 
 from __future__ import annotations
 
+import ast
 import linecache
 import os
 import queue
@@ -99,13 +100,15 @@ _BY_FRAME: dict[tuple[CodeType, int, str], tuple[LockClass, str]] = {}
 _BY_PLACE: dict[tuple[str, int, object, str, str], LockClass] = {}
 
 
-def _column(code: CodeType, lasti: int) -> object:
+def _column(code: CodeType, lasti: int) -> int | None:
+    """The column of instruction ``lasti`` (3.11+), or None where Python does not record it."""
     positions = getattr(code, "co_positions", None)
     if positions is None or lasti < 0:
-        return lasti  # 3.10: the instruction offset tells two locks on one line apart
+        return None
     for i, pos in enumerate(positions()):
         if i == lasti // 2:
-            return pos[2]
+            column = pos[2]
+            return column if isinstance(column, int) else None
     return None
 
 
@@ -137,9 +140,14 @@ def lock_class_here(kind: str, depth: int) -> LockClass:
     if cached is not None and cached[1] == inside:
         return cached[0]
     lineno = line_at(code, lasti)
-    source = linecache.getline(code.co_filename, lineno).strip()
-    attr = _attribute(frame, source)
-    cls = _intern(code.co_filename, lineno, _column(code, lasti), kind, inside, attr, source)
+    line = linecache.getline(code.co_filename, lineno)
+    source = line.strip()
+    column = _column(code, lasti)
+    target = _unpacked_target(line, column) if "," in source else None
+    attr = _attribute(frame, target or source)
+    # Two locks made on one line are two classes: told apart by column, or on 3.10 by offset.
+    place = column if column is not None else ("offset", lasti)
+    cls = _intern(code.co_filename, lineno, place, kind, inside, attr, source)
     _BY_FRAME[(code, lasti, kind)] = (cls, inside)
     return cls
 
@@ -158,6 +166,31 @@ def _intern(
     if cls is None:
         cls = _BY_PLACE.setdefault(key, LockClass(filename, lineno, kind, inside, attr, source))
     return cls
+
+
+def _unpacked_target(line: str, column: int | None) -> str | None:
+    """``a, b = Lock(), RLock()``: the ``x = ...`` of the element at ``column`` (3.11+)."""
+    if column is None:
+        return None
+    indent = len(line) - len(line.lstrip())
+    try:
+        tree = ast.parse(line.strip())
+    except SyntaxError:
+        return None
+    statement = tree.body[0] if len(tree.body) == 1 else None
+    if not (
+        isinstance(statement, ast.Assign)
+        and len(statement.targets) == 1
+        and isinstance(statement.targets[0], ast.Tuple)
+        and isinstance(statement.value, ast.Tuple)
+        and len(statement.targets[0].elts) == len(statement.value.elts)
+    ):
+        return None
+    for target, value in zip(statement.targets[0].elts, statement.value.elts, strict=True):
+        end = value.end_col_offset if value.end_col_offset is not None else -1
+        if value.col_offset <= column - indent < end:
+            return f"{ast.unparse(target)} = ..."
+    return None
 
 
 def _attribute(frame: FrameType, source: str) -> str | None:
