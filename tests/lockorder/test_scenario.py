@@ -274,7 +274,8 @@ def test_three_locks_reentry_and_same_class_nesting_end_to_end(project: pytest.P
         @pytest.mark.faultline("lock_order")
         def test_accounts_ordered():
             a, b = Account(1), Account(2)
-            assert run_in_order(lambda: transfer_ordered(a, b), lambda: transfer_ordered(b, a)) == []
+            steps = [lambda: transfer_ordered(a, b), lambda: transfer_ordered(b, a)]
+            assert run_in_order(*steps) == []
 
         @pytest.mark.faultline("lock_order")
         def test_accounts_naive():
