@@ -26,7 +26,7 @@ __all__ = ["Edge", "Inversion", "LockGraph", "TryLock"]
 
 CLASS_FIX = (
     "fix: take these locks in one order everywhere (for example always {first} before "
-    "{second}), or never hold one of them while taking another"
+    "{second}, the order seen first), or never hold one of them while taking another"
 )
 INSTANCE_FIX = (
     "fix: when taking several {name} locks, order the objects by a stable key (an id, an "
@@ -55,6 +55,7 @@ class Edge:
     first_serial: int
     second_serial: int
     test: str
+    seq: int = 0  # position in the graph: the first edge of a cycle is the order to keep
 
     @property
     def same_class(self) -> bool:
@@ -152,7 +153,10 @@ class Inversion:
         if self.kind == "instance":
             lines.append("  " + INSTANCE_FIX.format(name=self.locks[0].name))
         else:
-            lines.append("  " + CLASS_FIX.format(first=self.cycle[0], second=self.cycle[1]))
+            oldest = min(self.edges, key=lambda e: e.seq)
+            lines.append(
+                "  " + CLASS_FIX.format(first=oldest.first.name, second=oldest.second.name)
+            )
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -227,6 +231,7 @@ class LockGraph:
                     first_serial=first.serial,
                     second_serial=lock.serial,
                     test=self.context,
+                    seq=len(self.edges),
                 )
                 self._known[key] = edge
                 self.edges.append(edge)
