@@ -293,7 +293,7 @@ def test_condition_semaphore_and_queue_locks_are_tracked_and_still_work() -> Non
             with ready:  # guard -> the condition's RLock
                 ready.notify_all()
         thread.join(BOUND_S)
-        with slots, guard:
+        with guard, slots:  # guard -> the semaphore's lock (held only inside acquire)
             pass
     assert woke == [True]
     names = {str(e) for e in order.edges}
@@ -302,6 +302,7 @@ def test_condition_semaphore_and_queue_locks_are_tracked_and_still_work() -> Non
     kinds = {e.second.name: e.second.describe() for e in order.edges}
     assert "the RLock inside a Condition" in kinds["ready"]
     assert "the Lock inside a Queue" in kinds["jobs"]
+    assert "the Lock inside a Semaphore" in kinds["slots"]
     assert order.inversions == []
 
 

@@ -128,10 +128,15 @@ def lock_class_here(kind: str, depth: int) -> LockClass:
         frame.f_code.co_filename in _PASS_THROUGH
         or frame.f_code.co_filename.startswith(_PACKAGE_PREFIX)
     ):
-        if frame.f_code.co_name == "__init__" and frame.f_code.co_filename in _PASS_THROUGH:
-            owner = frame.f_locals.get("self")
-            if owner is not None:
-                inside = type(owner).__name__  # the outermost wins: Semaphore, not Condition
+        code = frame.f_code
+        if code.co_name == "__init__" and code.co_filename in _PASS_THROUGH:
+            # The outermost wins: a Semaphore's lock, not its Condition's.
+            qualname = getattr(code, "co_qualname", None)  # 3.11+; cheaper than f_locals
+            if qualname:
+                inside = qualname.rsplit(".", 1)[0]
+            else:
+                owner = frame.f_locals.get("self")
+                inside = type(owner).__name__ if owner is not None else inside
         frame = frame.f_back
     if frame is None:
         return _intern("<unknown>", 0, None, kind, "", None, "")
