@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import threading
 from collections.abc import Callable
 
@@ -369,3 +370,40 @@ def test_a_tracked_lock_behaves_like_a_lock() -> None:
     releaser.join(BOUND_S)
     assert not lock.locked()
     assert "tracked Lock lock" in repr(lock)
+
+
+def test_a_layer_patching_on_top_keeps_locks_tracked_through_rechain() -> None:
+    from pytest_faultline.lockorder._tracked import TrackedLock, rechain
+
+    class StandIn:  # what a scheduler installs per run, on top of the watcher
+        made = 0
+
+        def __init__(self) -> None:
+            StandIn.made += 1
+            self._real = _thread.allocate_lock()
+
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+            return self._real.acquire(blocking, timeout)
+
+        def release(self) -> None:
+            self._real.release()
+
+        def locked(self) -> bool:
+            return self._real.locked()
+
+    with LockOrder() as order:
+        ours = threading.Lock
+        threading.Lock = rechain(threading.Lock, StandIn)  # type: ignore[misc,assignment]
+        try:
+            lock_a = threading.Lock()
+            lock_b = threading.Lock()
+        finally:
+            threading.Lock = ours  # type: ignore[misc]
+        with lock_a, lock_b:
+            pass
+        with lock_b, lock_a:
+            pass
+    assert isinstance(lock_a, TrackedLock)
+    assert StandIn.made == 2
+    assert [str(i.summary) for i in order.inversions] == ["lock_a -> lock_b -> lock_a"]
+    assert rechain(threading.Lock, StandIn) is StandIn  # no watcher: the stand-in as is

@@ -46,11 +46,12 @@ def test_inversion_split_across_two_tests_is_caught(pytester: pytest.Pytester) -
     result.stdout.fnmatch_lines(
         [
             "*faultline lockdep: 1 lock-order inversion(s)*",
-            "[[]1[]] lock-order inversion (potential deadlock): *",
+            "[[]1[]] lock-order inversion (potential deadlock): "
+            "shared.odb_lock -> shared.msg_lock -> shared.odb_lock",
             "*the cycle closed in thread 'messenger' in test_two.py::test_messenger",
-            "*odb_lock acquired while holding shared.msg_lock, in thread 'messenger':",
             "*msg_lock acquired while holding shared.odb_lock, in thread 'MainThread' "
             "(test test_one.py::test_writer):",
+            "*odb_lock acquired while holding shared.msg_lock, in thread 'messenger':",
             "*shared.odb_lock: Lock created at *shared.py:3 (odb_lock = threading.Lock())",
         ]
     )

@@ -22,7 +22,17 @@ from . import _sites
 if TYPE_CHECKING:
     from types import FrameType
 
-__all__ = ["Installation", "LockSink", "TrackedLock", "TrackedRLock", "active_sinks"]
+__all__ = [
+    "RECHAIN",
+    "Installation",
+    "LockSink",
+    "TrackedLock",
+    "TrackedRLock",
+    "active_sinks",
+    "rechain",
+]
+
+RECHAIN = "__faultline_rechain__"
 
 __tracebackhide__ = True  # pytest leaves this module's frames out of failure tracebacks
 
@@ -186,6 +196,9 @@ class TrackedLock:
         return bool(self._inner.locked())
 
     def _is_owned(self) -> bool:
+        inner_is_owned = getattr(self._inner, "_is_owned", None)
+        if inner_is_owned is not None:
+            return bool(inner_is_owned())
         # Condition's own fallback for a plain lock, without our try-lock bookkeeping.
         if self._inner.acquire(False):
             self._inner.release()
@@ -337,6 +350,14 @@ class TrackedRLock(TrackedLock):
         return self._count if self._holder is _tls.held else 0
 
 
+def rechain(current: Callable[..., Any], stand_in: Callable[..., Any]) -> Callable[..., Any]:
+    """What a layer patching ``threading.Lock``/``RLock`` should install instead of
+    ``stand_in``: ``stand_in`` itself, or, when ``current`` is a lock-order factory, a factory of
+    tracked locks wrapping ``stand_in()``'s, so lock order is still watched under that layer."""
+    make = getattr(current, RECHAIN, None)
+    return stand_in if make is None else make(stand_in)
+
+
 def held_locks() -> list[TrackedLock]:
     """The tracked locks the calling thread holds, oldest first."""
     return list(_tls.held)
@@ -380,6 +401,10 @@ class Installation:
 
         factory.__name__ = factory.__qualname__ = kind
         factory.__doc__ = f"threading.{kind}, tracked by pytest-faultline's lock-order watcher"
+        # For a layer that replaces threading.Lock/RLock while we are installed (the thread
+        # scheduler, per run): ``getattr(threading.Lock, RECHAIN, None)`` gives a function
+        # turning its own stand-in into a factory of tracked locks around the stand-in's.
+        setattr(factory, RECHAIN, lambda stand_in: self._factory(stand_in, tracked, kind))
         return factory
 
     def restore(self) -> None:

@@ -273,8 +273,11 @@ class LockGraph:
         if path is None:
             return None
         nodes = [u, *path[:-1]]  # u -> v -> ... -> (back to u)
+        # Rotated to start at the lock made first in the source, so a cycle reads the same
+        # whichever edge closed it.
         start = min(range(len(nodes)), key=lambda i: _order(nodes[i]))
-        canonical = tuple(nodes[start:] + nodes[:start])
+        nodes = nodes[start:] + nodes[:start]
+        canonical = tuple(nodes)
         if canonical in self._cycles:
             return None
         self._cycles.add(canonical)
