@@ -11,6 +11,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LockOrderError, ScenarioError, ThreadAffinityError
+from ._tracked import rechain
 from ._verdict import verdict
 from .affinity import Affinity, resolve_type
 from .graph import Edge, Inversion, TryLock
@@ -28,6 +29,7 @@ __all__ = [
     "confine",
     "confine_types",
     "lock_order",
+    "rechain",
     "transfer",
     "watch_lock_order",
 ]
