@@ -249,3 +249,14 @@ def test_thread_affinity_scenario_end_to_end(pytester: pytest.Pytester) -> None:
             "*server = Server()*",
         ]
     )
+
+
+def test_guarded_methods_follow_a_monkeypatched_class(
+    affinity: Affinity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = affinity.confine(Server())
+    assert first.process() == 0
+    monkeypatch.setattr(Server, "process", lambda self: 42)
+    second = affinity.confine(Server())  # the guard class made for `first` is reused
+    assert second.process() == 42
+    assert isinstance(in_thread(second.process), ThreadAffinityError)

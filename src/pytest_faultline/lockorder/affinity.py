@@ -128,7 +128,7 @@ def _guard_class(cls: type) -> type:
             if name.startswith("__") and name not in GUARDED_DUNDERS:
                 continue
             if isinstance(raw, _METHOD_TYPES):
-                namespace[name] = _guarded_method(name, raw)
+                namespace[name] = _guarded_method(cls, name, raw)
     try:
         guard = types.new_class(cls.__name__, (cls,), exec_body=lambda ns: ns.update(namespace))
     except TypeError:
@@ -138,12 +138,13 @@ def _guard_class(cls: type) -> type:
     return guard
 
 
-def _guarded_method(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+def _guarded_method(cls: type, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
     def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
         state = _CONFINED.get(id(self))
         if state is not None and not state.allowed():
             raise state.violation(f"called its method {name!r}")
-        return method(self, *args, **kwargs)
+        # Looked up at call time: a test may monkeypatch the class after a guard was made.
+        return getattr(cls, name)(self, *args, **kwargs)
 
     guarded.__name__ = name
     guarded.__qualname__ = getattr(method, "__qualname__", name)
