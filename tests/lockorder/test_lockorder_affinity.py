@@ -65,7 +65,7 @@ def test_method_call_and_attribute_write_from_another_thread_raise(affinity: Aff
     assert "Server object is confined to thread 'MainThread'" in message
     assert "thread 'server-thread' called its method 'process'" in message
     assert "It was confined at" in message
-    assert "test_affinity.py" in message
+    assert "test_lockorder_affinity.py" in message
     assert "faultline.transfer(obj, thread)" in message
 
     error = in_thread(lambda: setattr(server, "pending", []))
