@@ -371,6 +371,7 @@ class Faultline:
 
     def run_body(self, call: Callable[[], object]) -> object:
         """Call the test body through every registered body wrapper, innermost first."""
+        __tracebackhide__ = True
         for wrapper in self._body_wrappers:
             call = _bind_wrapper(wrapper, call)
         return call()
@@ -552,4 +553,8 @@ class Faultline:
 def _bind_wrapper(
     wrapper: Callable[[Callable[[], object]], object], call: Callable[[], object]
 ) -> Callable[[], object]:
-    return lambda: wrapper(call)
+    def bound() -> object:
+        __tracebackhide__ = True
+        return wrapper(call)
+
+    return bound
