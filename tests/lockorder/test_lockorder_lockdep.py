@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-PLUGIN = ("-p", "pytest_faultline.lockorder.lockdep_plugin")
-
 SHARED = """
 import threading
 
@@ -40,7 +38,7 @@ def test_inversion_split_across_two_tests_is_caught(pytester: pytest.Pytester) -
             thread.join(10)
         """,
     )
-    result = pytester.runpytest_subprocess(*PLUGIN, "--faultline-lockdep", "-p", "no:randomly")
+    result = pytester.runpytest_subprocess("--faultline-lockdep", "-p", "no:randomly")
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
@@ -72,7 +70,7 @@ def test_consistent_session_is_clean_and_passes(pytester: pytest.Pytester) -> No
                 pass
         """
     )
-    result = pytester.runpytest_subprocess(*PLUGIN, "--faultline-lockdep", "-p", "no:randomly")
+    result = pytester.runpytest_subprocess("--faultline-lockdep", "-p", "no:randomly")
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*no lock-order inversion (1 lock-order edges seen)*"])
@@ -90,6 +88,6 @@ def test_without_the_option_nothing_is_tracked(pytester: pytest.Pytester) -> Non
             assert threading.Lock.__module__ == "_thread"
         """
     )
-    result = pytester.runpytest_subprocess(*PLUGIN, "-p", "no:randomly")
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(passed=1)
     assert "lockdep" not in result.stdout.str()

@@ -1,7 +1,6 @@
 """``--faultline-lockdep``: one lock-order graph for the whole session.
 
-The plugin object is registered at configure time (by ``plugin.py``, or by the
-``pytest_faultline.lockorder.lockdep_plugin`` module given to ``-p``). It tracks every lock made
+The plugin object is registered at configure time by ``plugin.py``. It tracks every lock made
 from then on, including locks made at import time by test modules and conftests, so an order
 taken in one test and its reverse in another is caught. It only records; the terminal summary
 lists every inversion and the session fails when there is one.
@@ -16,15 +15,9 @@ import pytest
 
 from .watch import LockOrder
 
-__all__ = ["LOCKDEP_HELP", "LOCKDEP_OPTION", "LOCKDEP_PLUGIN", "LockdepPlugin"]
+__all__ = ["LOCKDEP_PLUGIN", "LockdepPlugin"]
 
-LOCKDEP_OPTION = "--faultline-lockdep"
-LOCKDEP_DEST = "faultline_lockdep"
 LOCKDEP_PLUGIN = "faultline-lockdep"
-LOCKDEP_HELP = (
-    "watch the order locks are taken in across the whole session (one graph for all tests); "
-    "the terminal summary lists every lock-order inversion and the session fails on one"
-)
 
 
 class LockdepPlugin:
