@@ -19,7 +19,9 @@ CYCLES = 4
 
 
 def affinity_violations(faultline) -> list[str]:
-    return [e.detail for e in faultline.events if e.kind == "thread-affinity" and e.name == "violation"]
+    return [
+        e.detail for e in faultline.events if e.kind == "thread-affinity" and e.name == "violation"
+    ]
 
 
 @pytest.mark.faultline("thread_affinity", types=["guardian_cas.cas:Server"])

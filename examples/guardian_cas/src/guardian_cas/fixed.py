@@ -18,7 +18,7 @@ TICK_SLACK_S = 1e-6
 
 class Guardian(BaseGuardian):
     def run(self, cycles: int) -> None:
-        """Run ``cycles`` cycles of the main loop; the server is served in each cycle's dead time."""
+        """Run ``cycles`` cycles of the main loop, serving the server in each dead time."""
         start = time.monotonic()
         for k in range(cycles):
             self.ticks.append(time.monotonic())
