@@ -276,7 +276,7 @@ class Server:
         self.processed = 0
         self.rejected: list[tuple[str, object]] = []
         self._changed: dict[str, None] = {}
-        self._posted: list[str] = []
+        self._posted: deque[str] = deque()
         self._subscriptions: dict[str, list[Subscription]] = {name: [] for name in self.records}
 
     def _record(self, name: str) -> Record:
@@ -308,8 +308,10 @@ class Server:
                 self._subscribe(first)
             else:
                 self._write(str(first), second)
-        posted, self._posted = self._posted, []
-        for name in dict.fromkeys(posted):
+        posted: dict[str, None] = {}
+        while self._posted:
+            posted[self._posted.popleft()] = None
+        for name in posted:
             for subscription in list(self._subscriptions[name]):
                 self._send(self.records[name], subscription)
 
