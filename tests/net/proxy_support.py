@@ -92,14 +92,15 @@ def sender(payload: bytes) -> Handler:
     return handler
 
 
-def recorder(sink: list[bytes]) -> Handler:
-    """Keep everything received until EOF, then close."""
+def recorder(sink: list[bytes], done: threading.Event) -> Handler:
+    """Keep everything received until EOF in ``sink``, set ``done``, then close."""
 
     def handler(conn: socket.socket) -> None:
         data = b""
         while part := conn.recv(65536):
             data += part
         sink.append(data)
+        done.set()
 
     return handler
 
@@ -156,7 +157,9 @@ def embedded_target(faultline: object, cleanup: list[Callable[[], object]]) -> T
     return Target("embedded", make, None)
 
 
-def remote_target(kind: str, client: ToxiproxyClient, cleanup: list[Callable[[], object]]) -> Target:
+def remote_target(
+    kind: str, client: ToxiproxyClient, cleanup: list[Callable[[], object]]
+) -> Target:
     def make(upstream: tuple[str, int], *, name: str | None, listen: object) -> Proxy:
         proxy = client.create_proxy(
             name or f"contract_{os.getpid()}_{next(_names)}",

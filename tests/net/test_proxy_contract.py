@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -194,12 +195,14 @@ def test_limit_data_truncates_the_crossing_chunk_then_closes(target: Target) -> 
 
 def test_limit_data_upstream_truncates_what_the_server_gets(target: Target) -> None:
     received: list[bytes] = []
-    with upstream(recorder(received)) as server:
+    done = threading.Event()
+    with upstream(recorder(received, done)) as server:
         proxy = target.proxy(server.address)
         proxy.add_toxic("limit_data", stream="upstream", bytes=5)
         with connect(proxy) as conn:
             conn.sendall(b"0123456789")
             assert read_until_eof(conn) == b""
+        assert done.wait(BOUND_S)
     assert received == [b"01234"]
 
 
@@ -319,7 +322,7 @@ def test_port_in_use_is_a_clear_error(target: Target) -> None:
     with upstream(echo) as server, socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        with pytest.raises(ProxyServerError, match="address already in use|in use"):
+        with pytest.raises(ProxyServerError, match="already in use"):
             target.proxy(server.address, listen=taken.getsockname())
 
 

@@ -149,7 +149,7 @@ def parse_address(value: object, what: str = "upstream") -> tuple[str, int]:
     if not isinstance(host, str) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ToxicBadRequest(
             f"{what} {value!r} is not an address: the host must be a string and the port a "
-            f"whole number from 0 to 65535"
+            f"whole number from 0 to 65535; write 'host:port' or (host, port)"
         )
     return host, port
 

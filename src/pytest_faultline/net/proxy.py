@@ -561,20 +561,23 @@ class EmbeddedProxy:
         self._touch(flow)
 
     def _drop_all(self, *, reset: bool, why: str | None) -> None:
-        for conn in list(self._conns.values()):
-            self._drop(conn, reset=reset, why=None)
         if why is not None:
             self._note("proxy", f"{why}: {'reset' if reset else 'closed'} every connection")
+        for conn in list(self._conns.values()):
+            self._drop(conn, reset=reset, why=None)
 
     def _drop(self, conn: _Conn, *, reset: bool, why: str | None) -> None:
         if conn.closed:
             return
         conn.closed = True
         self._conns.pop(conn.number, None)
+        if why is not None:  # before the peers can see it, so a test that saw it finds it
+            self._note("toxic" if "toxic" in why else "proxy", f"connection {conn.number}: {why}")
         for flow in conn.flows():
             self._timed.discard(flow)
             flow.close_pipe()
-        for sock in (conn.client, conn.server):
+        # Upstream first: a client that sees the end knows the server's side has ended too.
+        for sock in (conn.server, conn.client):
             if conn.masks.get(sock.fileno()):
                 self._sel.unregister(sock)
             if reset:
@@ -583,8 +586,6 @@ class EmbeddedProxy:
             else:
                 _drain(sock)
             _close_quietly(sock)
-        if why is not None:
-            self._note("toxic" if "toxic" in why else "proxy", f"connection {conn.number}: {why}")
 
     # -- data -------------------------------------------------------------------------------
 
