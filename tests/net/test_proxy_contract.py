@@ -28,7 +28,13 @@ from proxy_support import (
     upstream,
 )
 
-from pytest_faultline.net.protocol import ProxyConflict, ProxyServerError, ToxicBadRequest
+from pytest_faultline.net.protocol import (
+    Proxy,
+    ProxyConflict,
+    ProxyServerError,
+    Toxic,
+    ToxicBadRequest,
+)
 from pytest_faultline.net.toxiproxy import ToxiproxyClient
 
 TARGETS = ["embedded", "faultline-serve", "toxiproxy-server"]
@@ -76,6 +82,8 @@ def test_bytes_pass_exactly_both_ways(target: Target) -> None:
     payload = os.urandom(3 << 20)
     with upstream(echo) as server:
         proxy = target.proxy(server.address)
+        assert isinstance(proxy, Proxy)  # both backends satisfy the protocol
+        assert isinstance(proxy.add_toxic("latency", latency=0), Toxic)
         with connect(proxy) as conn:
             conn.sendall(payload)
             conn.shutdown(socket.SHUT_WR)

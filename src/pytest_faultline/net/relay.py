@@ -158,7 +158,7 @@ class ProxyLoop:
         _thread.start_new_thread(self._main, ())
 
     def _call(self, fn: Callable[[], Any]) -> Any:
-        if self._stopping:
+        if self._stopping or self._finished.is_set():
             raise ProxyError(f"proxy {self.name!r} is closed; make a new one")
         if _raw.get_ident() == self._ident:
             return fn()
@@ -215,7 +215,10 @@ class ProxyLoop:
                         self._accept()
                     else:
                         self._on_event(key.data, key.fileobj, mask)  # type: ignore[arg-type]
-                self._run_timers()
+                try:
+                    self._run_timers()
+                except Exception as exc:  # keep serving the other connections
+                    self._note("proxy", f"internal error in a timer (please report it): {exc!r}")
         finally:
             self._run_commands()
 
@@ -255,6 +258,8 @@ class ProxyLoop:
         except OSError as exc:
             # A peer reset (or a socket error): pass it on as a reset to the other peer.
             self._drop(conn, reset=True, why=f"connection error: {exc}")
+        except Exception as exc:  # a bug costs one connection, not the proxy
+            self._drop(conn, reset=True, why=f"internal error (please report it): {exc!r}")
         if not conn.closed:
             self._update(conn)
 
