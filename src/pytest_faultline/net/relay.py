@@ -188,7 +188,7 @@ class ProxyLoop:
         for fn, box, done in commands:
             try:
                 box[:] = [True, fn()]
-            except BaseException as exc:
+            except BaseException as exc:  # handed back to the calling thread
                 box[:] = [False, exc]
             done.set()
 

@@ -267,7 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = self._route(method, parts, body)
         except ProxyError as exc:
             status, answer = exc.status, {"error": str(exc), "status": exc.status}
-        except Exception as exc:
+        except Exception as exc:  # a bug answers 500, the thread lives on
             status, answer = 500, {"error": f"internal error: {exc!r}", "status": 500}
         self._reply(status, answer)
 
