@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 import textwrap
+import threading
+import time
 
 import pytest
 from proxy_support import BOUND_S, closed_port, connect, echo, read_until_eof, upstream
@@ -245,3 +247,47 @@ def test_unreachable_toxiproxy_is_a_clear_error(pytester: pytest.Pytester) -> No
     result.stdout.fnmatch_lines(
         [f"*cannot reach the Toxiproxy server at http://{host}:{port}*faultline serve*"]
     )
+
+
+def test_toxic_added_after_bulk_data_applies_and_keeps_bytes(faultline: Faultline) -> None:
+    # A megabyte first moves the connection to the zero-copy path; a toxic added then must
+    # still see every later byte, in order.
+    bulk = bytes(range(256)) * 4096
+    with upstream(echo) as server:
+        proxy = faultline.proxy(server.address)
+        with connect(proxy) as conn:
+            conn.sendall(bulk)
+            got = b""
+            while len(got) < len(bulk):
+                got += conn.recv(1 << 20)
+            assert got == bulk
+            proxy.add_toxic("slicer", average_size=100, size_variation=50)
+            proxy.add_toxic("latency", stream="upstream", latency=300)
+            start = time.monotonic()
+            conn.sendall(bulk)
+            got = b""
+            while len(got) < len(bulk):
+                got += conn.recv(1 << 20)
+            assert got == bulk
+            assert time.monotonic() - start >= 0.25
+
+
+def test_many_connections_share_one_proxy_thread(faultline: Faultline) -> None:
+    with upstream(echo) as server:
+        proxy = faultline.proxy(server.address)
+        proxy.add_toxic("latency", latency=50, jitter=20)
+        conns = [connect(proxy) for _ in range(50)]
+        try:
+            for i, conn in enumerate(conns):
+                conn.sendall(b"%04d" % i * 256)
+            for i, conn in enumerate(conns):
+                got = b""
+                while len(got) < 1024:
+                    got += conn.recv(4096)
+                assert got == b"%04d" % i * 256
+            assert proxy.connections == 50
+        finally:
+            for conn in conns:
+                conn.close()
+    proxy_threads = [t for t in threading.enumerate() if t.name.startswith("faultline-proxy")]
+    assert len(proxy_threads) == 1
