@@ -225,3 +225,21 @@ def test_faultline_serve_command_stops_cleanly_on_signal(signum: int) -> None:
             process.wait(BOUND_S)
         if process.stderr is not None:
             process.stderr.close()
+
+
+def test_patching_upstream_and_listen_moves_the_proxy(api: ToxiproxyServer) -> None:
+    with upstream(echo) as server:
+        call(api, "POST", "/proxies", {"name": "db", "upstream": f"127.0.0.1:{closed_port()[1]}"})
+        with connect(api.get("db")) as conn:
+            assert conn.recv(16) == b""  # upstream refused: the client sees EOF
+        new_listen = f"127.0.0.1:{closed_port()[1]}"
+        status, moved = call(
+            api,
+            "PATCH",
+            "/proxies/db",
+            {"upstream": "{}:{}".format(*server.address), "listen": new_listen},
+        )
+        assert (status, moved["listen"]) == (200, new_listen)
+        with connect(api.get("db")) as conn:
+            conn.sendall(b"ping")
+            assert conn.recv(16) == b"ping"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from .. import _raw
@@ -260,7 +260,9 @@ class EmbeddedProxy(ProxyLoop):
             return
         self._closed = True
         try:
-            self._call(lambda: self._drop_all(reset=False, why=None))
+            # ProxyError: the thread is gone already; what is left is released below.
+            with suppress(ProxyError):
+                self._call(lambda: self._drop_all(reset=False, why=None))
         finally:
             self._stopping = True
             self._wake()

@@ -39,6 +39,7 @@ QUEUE_LIMIT = 4 << 20  # stop reading a source while this much waits for its des
 CALL_BOUND_S = 10.0  # a call into the proxy thread that takes longer is a bug, not a wait
 JOIN_BOUND_S = 10.0
 IDLE_SELECT_S = 1.0
+DRAIN_READS = 16
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
@@ -618,12 +619,12 @@ def describe_attributes(state: ToxicState) -> str:
 
 def _drain(sock: socket.socket) -> None:
     # close() with unread input sends RST instead of FIN; a graceful close reads it away first.
-    try:
+    # Bounded: a peer that keeps sending gets its RST after a megabyte.
+    with suppress(OSError):
         sock.setblocking(False)
-        while sock.recv(65536):
-            pass
-    except OSError:
-        pass
+        for _ in range(DRAIN_READS):
+            if not sock.recv(65536):
+                break
 
 
 def _close_quietly(sock: socket.socket) -> None:
