@@ -54,11 +54,6 @@ class ProxyServerError(ProxyError):
     status = 500
 
 
-for _cls in (ProxyError, ToxicBadRequest, ProxyNotFound, ProxyConflict, ProxyServerError):
-    _cls.__module__ = "pytest_faultline.net"
-del _cls
-
-
 class Chooser(Protocol):
     """A source of choices; the decider's streams satisfy it, so do seeded wrappers of
     ``random.Random`` for the controller-free proxy."""
