@@ -291,3 +291,17 @@ def test_many_connections_share_one_proxy_thread(faultline: Faultline) -> None:
                 conn.close()
     proxy_threads = [t for t in threading.enumerate() if t.name.startswith("faultline-proxy")]
     assert len(proxy_threads) == 1
+
+
+def test_disconnect_skips_proxies_the_test_closed_itself(faultline: Faultline) -> None:
+    with upstream(echo) as server:
+        gone = faultline.proxy(server.address, name="gone")
+        live = faultline.proxy(server.address, name="live")
+        gone.close()
+        faultline.arm("app.drop", Disconnect())
+        with connect(live) as conn:
+            conn.sendall(b"x")
+            assert conn.recv(1) == b"x"
+            point("app.drop")
+            with pytest.raises(ConnectionResetError):
+                conn.recv(1)
