@@ -274,7 +274,11 @@ class ProxyLoop:
                 return
             except OSError:  # too many open files, a connection aborted before accept
                 return
-            self._open(client)
+            try:
+                self._open(client)
+            except OSError as exc:  # the client reset before we could set it up
+                self._note("proxy", f"lost a new connection: {exc}")
+                _close_quietly(client)
 
     def _open(self, client: socket.socket) -> None:
         client.setblocking(False)
