@@ -12,7 +12,17 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from proxy_support import (
+
+from pytest_faultline.net.protocol import (
+    Proxy,
+    ProxyConflict,
+    ProxyServerError,
+    Toxic,
+    ToxicBadRequest,
+)
+from pytest_faultline.net.toxiproxy import ToxiproxyClient
+
+from .proxy_support import (
     BOUND_S,
     Target,
     closed_port,
@@ -27,15 +37,6 @@ from proxy_support import (
     sender,
     upstream,
 )
-
-from pytest_faultline.net.protocol import (
-    Proxy,
-    ProxyConflict,
-    ProxyServerError,
-    Toxic,
-    ToxicBadRequest,
-)
-from pytest_faultline.net.toxiproxy import ToxiproxyClient
 
 TARGETS = ["embedded", "faultline-serve", "toxiproxy-server"]
 

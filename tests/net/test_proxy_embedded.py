@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-from proxy_support import BOUND_S, closed_port, connect, echo, read_until_eof, upstream
 
 from pytest_faultline import point
 from pytest_faultline.actions import Disconnect
@@ -17,6 +16,8 @@ from pytest_faultline.controller import Faultline
 from pytest_faultline.net.protocol import ProxyError, ToxicBadRequest
 from pytest_faultline.net.proxy import EmbeddedProxy
 from pytest_faultline.net.server import ToxiproxyServer
+
+from .proxy_support import BOUND_S, closed_port, connect, echo, read_until_eof, upstream
 
 
 def reset_pattern(seed: int, server_address: tuple[str, int]) -> list[bool]:

@@ -6,11 +6,12 @@ import socket
 import struct
 
 import pytest
-from proxy_support import BOUND_S, echo, upstream
 
 from pytest_faultline import point
 from pytest_faultline.actions import Disconnect
 from pytest_faultline.controller import Faultline
+
+from .proxy_support import BOUND_S, echo, upstream
 
 
 class KVClient:

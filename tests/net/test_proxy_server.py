@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from proxy_support import BOUND_S, closed_port, connect, echo, upstream
 
 from pytest_faultline.net.server import TOXIPROXY_VERSION, ToxiproxyServer, serve
+
+from .proxy_support import BOUND_S, closed_port, connect, echo, upstream
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

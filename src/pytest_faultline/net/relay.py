@@ -23,6 +23,7 @@ from typing import Any
 
 from .. import _raw
 from .protocol import Chooser, ProxyError, ProxyServerError, format_address
+from .sockets import exempt
 from .toxics import CLOSE, DATA, EOF, RESET, Item, Stage, ToxicState, make_stage
 
 __all__ = ["ProxyLoop", "Recorder", "describe_attributes"]
@@ -281,6 +282,9 @@ class ProxyLoop:
                 _close_quietly(client)
 
     def _open(self, client: socket.socket) -> None:
+        # The proxy's own connections stay out of the test's socket-level faults: those are for
+        # the code under test, and the proxy has toxics of its own.
+        exempt(client)
         client.setblocking(False)
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         host, port = self._upstream
@@ -288,7 +292,7 @@ class ProxyLoop:
             family, kind, proto, _, address = socket.getaddrinfo(
                 host, port, type=socket.SOCK_STREAM
             )[0]
-            server = socket.socket(family, kind, proto)
+            server = exempt(socket.socket(family, kind, proto))
         except OSError as exc:
             self._note("proxy", f"cannot reach upstream {host}:{port}: {exc}; client closed")
             _close_quietly(client)
@@ -561,7 +565,7 @@ class ProxyLoop:
         host, port = self._listen
         try:
             family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-            listener = socket.socket(family, socket.SOCK_STREAM)
+            listener = exempt(socket.socket(family, socket.SOCK_STREAM))
         except OSError as exc:
             raise ProxyServerError(
                 f"proxy {self.name!r} cannot listen on {host}:{port}: {exc}"
