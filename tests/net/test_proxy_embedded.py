@@ -306,3 +306,36 @@ def test_disconnect_skips_proxies_the_test_closed_itself(faultline: Faultline) -
             point("app.drop")
             with pytest.raises(ConnectionResetError):
                 conn.recv(1)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        ("--toxiproxy-skip-unavailable",),
+        ("-o", "toxiproxy_skip_unavailable=true"),
+        ("env",),
+    ],
+)
+def test_unreachable_toxiproxy_can_skip_instead(
+    pytester: pytest.Pytester, how: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(textwrap.dedent(FAULT_PROXY_TEST))
+    host, port = closed_port()
+    if how == ("env",):
+        pytester._monkeypatch.setenv("FAULTLINE_TOXIPROXY_SKIP_UNAVAILABLE", "1")
+        how = ()
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:randomly",
+        "-rs",
+        "--faultline-backend=toxiproxy",
+        f"--toxiproxy-url=http://{host}:{port}",
+        *how,
+    )
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"SKIPPED*cannot reach the Toxiproxy server at http://{host}:{port}*"
+            "(skipped: --toxiproxy-skip-unavailable)"
+        ]
+    )

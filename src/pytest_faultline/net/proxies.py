@@ -68,7 +68,7 @@ class ProxyPool:
             )
         proxy: Any
         if self.backend == "toxiproxy":
-            proxy = self._remote().create_proxy(name, address, record=self.faultline.record)
+            proxy = self._create_remote(name, address)
         else:
             from .proxy import EmbeddedProxy
 
@@ -83,6 +83,18 @@ class ProxyPool:
             f"{self.backend} proxy {format_address(proxy.listen)} -> {format_address(address)}",
         )
         return proxy  # type: ignore[no-any-return]
+
+    def _create_remote(self, name: str, address: tuple[str, int]) -> Any:
+        from .toxiproxy import ToxiproxyUnreachable
+
+        try:
+            return self._remote().create_proxy(name, address, record=self.faultline.record)
+        except ToxiproxyUnreachable as exc:
+            if getattr(self.faultline.settings, "toxiproxy_skip_unavailable", False):
+                import pytest
+
+                pytest.skip(f"{exc} (skipped: --toxiproxy-skip-unavailable)")
+            raise
 
     def _generated_name(self) -> str:
         if self.backend == "toxiproxy":

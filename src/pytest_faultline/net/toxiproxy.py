@@ -42,6 +42,10 @@ UNREACHABLE_HINT = (
 Recorder = Callable[[str, str, str], object]
 
 
+class ToxiproxyUnreachable(ProxyServerError):
+    """No Toxiproxy server answers at the URL (nothing listens, or the host is unknown)."""
+
+
 class ToxiproxyClient:
     """A client of one Toxiproxy server at ``url`` (``http://HOST:PORT``)."""
 
@@ -69,7 +73,7 @@ class ToxiproxyClient:
             raise self._error(method, path, exc.code, raw) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ProxyServerError(
+            raise ToxiproxyUnreachable(
                 f"cannot reach the Toxiproxy server at {self.url} ({reason}); {UNREACHABLE_HINT}"
             ) from None
         if not raw.strip():
