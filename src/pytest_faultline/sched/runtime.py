@@ -1,0 +1,436 @@
+"""The baton: managed threads run one at a time, and the scheduler picks who runs next.
+
+A *managed* thread is the body of a run or a thread started (``Thread.start``) by a managed thread
+while the run is active. Each has a *gate*, a raw lock kept locked; the thread that holds the
+baton opens the next thread's gate and then waits on its own. At every scheduling point (an
+operation on a patched primitive, ``time.sleep``, a fault point, optionally every line) the
+strategy chooses among the threads that can run. Internal bookkeeping uses only ``_raw``
+primitives: the ``threading`` module is patched while a run is active.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from .. import _raw
+from ..errors import DeadlockError, FaultlineError
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from ..decider import Stream
+
+__all__ = ["Abort", "Scheduler", "Strategy", "ThreadRecord", "current"]
+
+READY, BLOCKED, DONE = "ready", "blocked", "done"
+DEADLOCK_GRACE_S = 0.02  # real time given to unmanaged threads before "all blocked" is a deadlock
+FOREIGN_POLL_S = 0.0005
+TRACE_STEPS = 200
+
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_INTERNAL_FILES = {
+    os.path.abspath(threading.__file__),
+    os.path.abspath(__import__("queue").__file__),
+}
+
+
+def _is_internal(filename: str) -> bool:
+    return filename.startswith(_PKG_DIR) or filename in _INTERNAL_FILES or (
+        "concurrent" + os.sep + "futures" in filename
+    )
+
+
+def user_frame(depth: int = 2) -> FrameType | None:
+    """The innermost frame outside pytest-faultline, ``threading``, ``queue`` and futures."""
+    try:
+        frame: FrameType | None = sys._getframe(depth)
+    except ValueError:
+        return None
+    while frame is not None and _is_internal(os.path.abspath(frame.f_code.co_filename)):
+        frame = frame.f_back
+    return frame
+
+
+def site_of(frame: FrameType | None) -> str:
+    if frame is None:
+        return "?"
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+class Abort(BaseException):
+    """Unwinds a managed thread when its run has ended (failure, deadlock, stall).
+
+    A ``BaseException`` so that ``except Exception`` in the code under test does not swallow it.
+    """
+
+
+class Step(NamedTuple):
+    """One scheduling point of a run, for the swimlane."""
+
+    number: int
+    thread: int
+    op: str
+    site: str
+
+
+class Decision(NamedTuple):
+    """A choice among ``n`` alternatives; alternative 0 is "the current thread goes on" when
+    ``current_ready``, so ``k > 0`` then is a preemption."""
+
+    n: int
+    k: int
+    current_ready: bool
+
+    @property
+    def preemptive(self) -> bool:
+        return self.current_ready and self.k > 0
+
+
+class Strategy(Protocol):
+    """Chooses the next thread. ``pick`` returns an index into ``alts`` and must record it in
+    ``sched.stream`` (the recorded stream the replay token is made of)."""
+
+    name: str
+
+    def pick(self, sched: Scheduler, me: ThreadRecord, alts: list[ThreadRecord]) -> int: ...
+
+
+@dataclass(eq=False)
+class ThreadRecord:
+    """A managed thread as the scheduler sees it."""
+
+    index: int
+    thread: threading.Thread | None
+    gate: Any  # a raw lock, locked while the thread may not run
+    state: str = READY
+    ident: int | None = None
+    pred: Callable[[], bool] | None = None
+    deadline: float | None = None
+    op: str = "start"
+    resource: object = None
+    site: str = "?"
+    entered: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"T{self.index}"
+
+    @property
+    def title(self) -> str:
+        name = self.thread.name if self.thread is not None else "?"
+        return f"T{self.index} ({'main' if self.index == 0 else name})"
+
+    def __repr__(self) -> str:
+        return f"<{self.title} {self.state}>"
+
+    @property
+    def _fl_name(self) -> str:
+        return self.label
+
+    def holders(self) -> list[ThreadRecord]:
+        """Joining a thread waits for that thread (the wait-for graph's edge)."""
+        return [self] if self.state != DONE else []
+
+
+def resource_name(obj: object) -> str:
+    return getattr(obj, "_fl_name", None) or type(obj).__name__
+
+
+_ACTIVE: list[Scheduler | None] = [None]
+
+
+def active() -> Scheduler | None:
+    return _ACTIVE[0]
+
+
+def current() -> tuple[Scheduler, ThreadRecord] | None:
+    """The active scheduler and the calling thread's record, or None if it is not managed."""
+    sched = _ACTIVE[0]
+    if sched is None:
+        return None
+    rec = sched.by_ident.get(_raw.get_ident())
+    if rec is None or rec.state == DONE:
+        return None
+    return sched, rec
+
+
+def note_foreign() -> None:
+    """An unmanaged thread used a managed primitive: "all blocked" may then be temporary."""
+    sched = _ACTIVE[0]
+    if sched is not None:
+        sched.foreign = True
+
+
+class Scheduler:
+    """One run: its managed threads, its virtual time, its decisions and its trace."""
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        stream: Stream,
+        *,
+        stall_timeout: float,
+        max_steps: int,
+        line_modules: frozenset[str] = frozenset(),
+    ) -> None:
+        self.strategy = strategy
+        self.stream = stream
+        self.stall_timeout = stall_timeout
+        self.max_steps = max_steps
+        self.line_files = line_modules
+        self.line_hook: Any = None
+        self.threads: list[ThreadRecord] = []
+        self.by_ident: dict[int, ThreadRecord] = {}
+        self.current: ThreadRecord | None = None
+        self.vtime = 0.0
+        self.mono0 = _raw.monotonic()
+        self.wall0 = _raw.time_time()
+        self.steps = 0
+        self.progress = 0
+        self.decisions: list[Decision] = []
+        self.trace: deque[Step] = deque(maxlen=TRACE_STEPS)
+        self.failure: BaseException | None = None
+        self.failure_thread: ThreadRecord | None = None
+        self.aborted = False
+        self.stalled = False
+        self.foreign = False
+        self.abandoned: list[ThreadRecord] = []
+        self.all_done = _raw.RawEvent()
+        self._counters: dict[str, int] = {}
+        self._exit_lock = _raw.allocate_lock()
+
+    # -- resources and threads ------------------------------------------------------------------
+
+    def name_resource(self, obj: object, prefix: str) -> None:
+        """Give a primitive created during the run a short name (L1, C2, ...) and its site."""
+        number = self._counters.get(prefix, 0) + 1
+        self._counters[prefix] = number
+        obj._fl_name = f"{prefix}{number}"  # type: ignore[attr-defined]
+        obj._fl_site = site_of(user_frame(3))  # type: ignore[attr-defined]
+
+    def new_thread(self, thread: threading.Thread | None) -> ThreadRecord:
+        gate = _raw.allocate_lock()
+        gate.acquire()
+        rec = ThreadRecord(index=len(self.threads), thread=thread, gate=gate)
+        self.threads.append(rec)
+        return rec
+
+    def record_of(self, thread: threading.Thread) -> ThreadRecord | None:
+        for rec in self.threads:
+            if rec.thread is thread:
+                return rec
+        return None
+
+    def enter(self, rec: ThreadRecord) -> None:
+        """Called first thing in a managed thread: register it and wait for the baton."""
+        rec.ident = _raw.get_ident()
+        self.by_ident[rec.ident] = rec
+        rec.entered = True
+        self._wait(rec)
+
+    def exit(self, rec: ThreadRecord, exc: BaseException | None) -> None:
+        """Called last thing in a managed thread: hand the baton on."""
+        if exc is not None and not isinstance(exc, (Abort, SystemExit)):
+            self.fail(exc, rec)
+        was_running = self.current is rec and not self.aborted
+        with self._exit_lock:
+            rec.state = DONE
+            rec.op = "exit"
+            self.progress += 1
+            if all(t.state == DONE for t in self.threads):
+                self.all_done.set()
+                return
+        if not was_running:
+            return
+        self._note(rec, "exit", site=rec.site)
+        try:
+            self._schedule(rec)
+        except Abort:
+            pass
+
+    # -- scheduling points ----------------------------------------------------------------------
+
+    def point(self, me: ThreadRecord, op: str, resource: object = None, site: str | None = None) -> None:
+        """A scheduling point in ``me`` (which holds the baton): maybe switch to another thread."""
+        if site is None:
+            site = site_of(user_frame(3))
+        self._note(me, op if resource is None else f"{op} {resource_name(resource)}", site)
+        self._schedule(me)
+
+    def preempt(self, me: ThreadRecord) -> None:
+        """Force a switch to another runnable thread, if there is one (the Preempt action)."""
+        self._note(me, "preempt", site_of(user_frame(3)))
+        self._schedule(me, force_other=True)
+
+    def block(
+        self,
+        me: ThreadRecord,
+        op: str,
+        resource: object,
+        pred: Callable[[], bool] | None,
+        timeout: float | None,
+    ) -> bool:
+        """Wait until ``pred()`` holds or ``timeout`` virtual seconds pass; True if it holds."""
+        me.state = BLOCKED
+        me.pred = pred
+        me.deadline = None if timeout is None else self.vtime + max(timeout, 0.0)
+        me.op = op
+        me.resource = resource
+        site = site_of(user_frame(3))
+        text = f"{op} {resource_name(resource)}" if resource is not None else op
+        last = self.trace[-1] if self.trace else None
+        if last is None or last.thread != me.index or last.op != text or last.site != site:
+            self._note(me, text, site)  # not twice when the operation's point was just noted
+        me.site = site
+        try:
+            self._schedule(me)
+        finally:
+            me.state = READY
+            me.pred = None
+            me.deadline = None
+            me.resource = None
+        return pred is not None and pred()
+
+    def sleep(self, me: ThreadRecord, seconds: float) -> None:
+        if seconds <= 0:
+            self.point(me, "sleep(0)")
+            return
+        self.block(me, f"sleep({seconds:g})", None, None, seconds)
+
+    def _note(self, me: ThreadRecord, op: str, site: str) -> None:
+        self.steps += 1
+        me.site = site
+        self.trace.append(Step(self.steps, me.index, op, site))
+
+    # -- the choice ------------------------------------------------------------------------------
+
+    def _ready(self) -> list[ThreadRecord]:
+        vtime = self.vtime
+        out = []
+        for t in self.threads:
+            state = t.state
+            if state == READY:
+                out.append(t)
+            elif state == BLOCKED and (
+                (t.pred is not None and t.pred()) or (t.deadline is not None and t.deadline <= vtime)
+            ):
+                out.append(t)
+        return out
+
+    def _schedule(self, me: ThreadRecord, *, force_other: bool = False) -> None:
+        if self.aborted:
+            raise Abort
+        self.progress += 1
+        if self.steps > self.max_steps:
+            self._too_many_steps()
+        ready = self._ready()
+        if not ready:
+            ready = self._stuck(me)
+        me_ready = me in ready
+        if me_ready:
+            alts = [me, *(t for t in ready if t is not me)]
+            if force_other and len(alts) > 1:
+                alts = alts[1:]
+                me_ready = False
+        else:
+            alts = ready
+        if len(alts) == 1:
+            nxt = alts[0]
+        else:
+            k = self.strategy.pick(self, me, alts)
+            self.decisions.append(Decision(len(alts), k, me_ready))
+            nxt = alts[k]
+        if nxt is not me:
+            self.current = nxt
+            nxt.gate.release()
+            if me.state != DONE:
+                self._wait(me)
+
+    def _wait(self, me: ThreadRecord) -> None:
+        me.gate.acquire()
+        if self.aborted:
+            me.gate.release()  # stays open: every later wait of this thread returns at once
+            raise Abort
+
+    def _stuck(self, me: ThreadRecord) -> list[ThreadRecord]:
+        """No thread can run: advance virtual time, wait for unmanaged threads, or fail."""
+        grace_end: float | None = None
+        while True:
+            deadlines = [
+                t.deadline for t in self.threads if t.state == BLOCKED and t.deadline is not None
+            ]
+            if deadlines:
+                self.vtime = max(self.vtime, min(deadlines))
+                ready = self._ready()
+                if ready:
+                    return ready
+            if self.aborted:
+                raise Abort
+            body = self.threads[0]
+            if body.state == DONE and not self.foreign:
+                # The body returned; what is left waits forever (workers nobody stopped).
+                self.abandoned = [t for t in self.threads if t.state != DONE]
+                self._abort()
+                raise Abort
+            if grace_end is None:
+                grace_end = _raw.monotonic() + (
+                    self.stall_timeout if self.foreign else DEADLOCK_GRACE_S
+                )
+            if _raw.monotonic() >= grace_end:
+                from .report import deadlock_message
+
+                self.fail(DeadlockError(deadlock_message(self, me)), me)
+                raise Abort
+            # An unmanaged thread may release what a managed one waits for: poll in real time.
+            _raw.sleep(FOREIGN_POLL_S)
+            ready = self._ready()
+            if ready:
+                return ready
+
+    def _too_many_steps(self) -> None:
+        if self.threads[0].state == DONE:
+            self.abandoned = [t for t in self.threads if t.state != DONE]
+            self._abort()
+            raise Abort
+        self.fail(
+            FaultlineError(
+                f"the run did not finish within {self.max_steps} scheduling steps: a livelock, an "
+                f"endless loop, or a run larger than expected (raise max_steps= if so)"
+            ),
+            self.current,
+        )
+        raise Abort
+
+    # -- ending a run ----------------------------------------------------------------------------
+
+    def fail(self, exc: BaseException, thread: ThreadRecord | None) -> None:
+        """Record the run's failure (the first one wins) and unwind every managed thread."""
+        if self.failure is None:
+            self.failure = exc
+            self.failure_thread = thread
+        self._abort()
+
+    def _abort(self) -> None:
+        self.aborted = True
+        for t in self.threads:
+            if t.state != DONE:
+                try:
+                    t.gate.release()
+                except RuntimeError:  # already open
+                    pass
+
+    def stall(self) -> None:
+        """The current thread has not come back to the scheduler: report it with every stack."""
+        from .report import stall_message
+
+        self.stalled = True
+        self.fail(DeadlockError(stall_message(self)), self.current)
+
+    def frames(self) -> dict[int, FrameType]:
+        return sys._current_frames()
