@@ -164,7 +164,9 @@ def explore(
 
     def run(decider: Decider, strat: Strategy) -> RunResult:
         faultline.decider = decider  # faults armed inside fn draw from the run's decider
-        return run_once(fn, decider, strat, options)
+        result = run_once(fn, decider, strat, options)
+        exploration.steps = list(result.sched.trace)
+        return result
 
     failing: RunResult | None = None
     try:
@@ -212,6 +214,7 @@ def explore(
         faultline.decider = original
         raise
     exploration.failure = best.failure
+    exploration.steps = list(best.sched.trace)
     exploration.preemptions = preemptions(best.decisions)
     exploration.elapsed = _raw.monotonic() - started
     if exploration.reproducible:
@@ -221,7 +224,11 @@ def explore(
     else:
         faultline.decider = original
     exploration.report = describe_failure(
-        exploration, best, nodeid=faultline.nodeid, strategy_text=text
+        exploration,
+        best,
+        nodeid=faultline.nodeid,
+        strategy_text=text,
+        replay_options=f", preempt={preempt!r}, modules={modules!r}" if preempt != "sync" else "",
     )
     faultline.record("schedule", "explore", exploration.summary())
     assert best.failure is not None

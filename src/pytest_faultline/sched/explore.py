@@ -16,8 +16,8 @@ from . import runtime
 from .lines import LineHook
 from .patches import ORIGINAL_JOIN, ORIGINAL_START, PatchSet
 from .report import swimlane
-from .runtime import DONE, Decision, Scheduler
-from .strategies import PrefixReplay, Strategy, TokenReplay, preemptions
+from .runtime import DONE, Decision, Scheduler, Step
+from .strategies import DepthFirst, PrefixReplay, Strategy, TokenReplay, preemptions
 
 if TYPE_CHECKING:
     from ..actions import Hit
@@ -83,6 +83,7 @@ class Exploration:
     elapsed: float = 0.0
     report: str = ""
     notes: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -211,20 +212,41 @@ def shrink(
     deadline: float | None,
     run: Runner,
 ) -> tuple[RunResult, int]:
-    """The failing schedule with the fewest preemptions found by removing them one at a time."""
+    """A schedule failing the same way with fewer preemptions, if one is found within
+    ``max_runs`` runs: first a depth-first search bounded by 0, 1, ... preemptions (the fewest
+    that fail, when the space is small), then removing the remaining preemptions one by one."""
     best = failing
     runs = 0
+
+    def out_of_time() -> bool:
+        return runs >= max_runs or (deadline is not None and _raw.monotonic() > deadline)
+
+    seed, test = failing.decider.seed, failing.decider.test
+    for bound in range(preemptions(failing.decisions)):
+        search = DepthFirst(bound)
+        per_bound = max(1, (max_runs - runs) // 2)
+        for _ in range(per_bound):
+            if out_of_time():
+                break
+            trial = run(Decider(seed, test=test), search)
+            runs += 1
+            if same_failure(trial.failure, failing.failure):
+                best = trial
+                break
+            if search.exhausted:
+                break
+        if best is not failing or out_of_time():
+            break
     improved = True
-    while improved and runs < max_runs:
+    while improved and not out_of_time():
         improved = False
         ks = best.choices
         for i, d in enumerate(best.decisions):
             if not d.preemptive:
                 continue
-            if runs >= max_runs or (deadline is not None and _raw.monotonic() > deadline):
-                return best, runs
-            candidate = [*ks[:i], 0, *ks[i + 1 :]]
-            trial = run(Decider(best.decider.seed, test=best.decider.test), PrefixReplay(candidate))
+            if out_of_time():
+                break
+            trial = run(Decider(seed, test=test), PrefixReplay([*ks[:i], 0, *ks[i + 1 :]]))
             runs += 1
             if same_failure(trial.failure, failing.failure) and preemptions(
                 trial.decisions
@@ -254,7 +276,12 @@ def verify(
 
 
 def describe_failure(
-    exploration: Exploration, result: RunResult, *, nodeid: str, strategy_text: str
+    exploration: Exploration,
+    result: RunResult,
+    *,
+    nodeid: str,
+    strategy_text: str,
+    replay_options: str = "",
 ) -> str:
     """The text attached to the failure: where, how to replay, and the swimlane."""
     from ..report import replay_command
@@ -281,8 +308,10 @@ def describe_failure(
         lines.append(f"seed: {exploration.seed}  token: {exploration.token}")
         if nodeid:
             lines.append(f"replay: {replay_command(nodeid, exploration.token or '')}")
+        if replay_options:
+            lines.append(f"replay in code: faultline.explore(fn, token={exploration.token!r}{replay_options})")
         else:
-            lines.append(f"replay: faultline.replay(fn, {exploration.token!r})")
+            lines.append(f"replay in code: faultline.replay(fn, {exploration.token!r})")
     who = result.sched.failure_thread
     if who is not None and result.failure is not None and not isinstance(result.failure, DeadlockError):
         lines.append(f"raised in {who.title} at {_raise_site(result.failure)}")

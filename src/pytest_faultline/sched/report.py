@@ -20,15 +20,6 @@ COLUMN_MAX = 44
 STACK_LINES = 8
 
 
-def _held_by(sched: Scheduler, rec: ThreadRecord) -> list[str]:
-    held = []
-    for t in sched.threads:
-        res = t.resource
-        if res is not None and rec in _holders(res) and res is not rec:
-            held.append(resource_name(res))
-    return held
-
-
 def _holders(resource: object) -> list[ThreadRecord]:
     holders = getattr(resource, "holders", None)
     return list(holders()) if callable(holders) else []
@@ -148,7 +139,7 @@ def deadlock_message(sched: Scheduler, me: ThreadRecord) -> str:
         extra = f", holds {', '.join(mine)}" if mine else ""
         lines.append(f"  {t.title} {_describe_wait(t)} at {t.site}{extra}")
     resources = [t.resource for t in blocked if t.resource is not None]
-    lines.extend(_sites(resources))
+    lines.extend(sorted(_sites(resources)))
     lines.append("stacks:")
     lines.extend(_stacks(sched, sched.threads))
     return "\n".join(lines)
@@ -158,7 +149,9 @@ def stall_message(sched: Scheduler) -> str:
     """A managed thread did not come back to the scheduler in time."""
     cur = sched.current
     who = cur.title if cur is not None else "a managed thread"
-    where = f" after {cur.op} at {cur.site}" if cur is not None else ""
+    where = ""
+    if cur is not None:
+        where = " since it started" if cur.op == "start" else f" after {cur.op} at {cur.site}"
     lines = [
         f"{who} did not come back to the scheduler within {sched.stall_timeout:g} s{where}: it "
         f"is blocked outside the scheduler's control (a lock, queue or executor created before "
@@ -180,7 +173,7 @@ def swimlane(sched: Scheduler, steps: int = SWIMLANE_STEPS) -> str:
     if not trace:
         return "(no scheduling points)"
     threads = sorted({s.thread for s in trace})
-    cells = {s.number: f"{s.op} {s.site}" for s in trace}
+    cells = {s.number: f"{s.site} {s.op}" for s in trace}
     width = {
         t: min(
             COLUMN_MAX,
@@ -193,7 +186,7 @@ def swimlane(sched: Scheduler, steps: int = SWIMLANE_STEPS) -> str:
     }
     head = "  step | " + " | ".join(_fit(sched.threads[t].title, width[t]).ljust(width[t]) for t in threads)
     rule = "  -----+-" + "-+-".join("-" * width[t] for t in threads)
-    rows = [head, rule]
+    rows = [head.rstrip(), rule]
     for s in trace:
         row = [
             _fit(cells[s.number], width[t]).ljust(width[t]) if t == s.thread else " " * width[t]

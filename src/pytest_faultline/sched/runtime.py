@@ -116,6 +116,7 @@ class ThreadRecord:
     resource: object = None
     site: str = "?"
     entered: bool = False
+    noted: tuple[str, str] = ("", "")
 
     @property
     def label(self) -> str:
@@ -284,8 +285,7 @@ class Scheduler:
         me.resource = resource
         site = site_of(user_frame(3))
         text = f"{op} {resource_name(resource)}" if resource is not None else op
-        last = self.trace[-1] if self.trace else None
-        if last is None or last.thread != me.index or last.op != text or last.site != site:
+        if me.noted != (text, site):
             self._note(me, text, site)  # not twice when the operation's point was just noted
         me.site = site
         try:
@@ -304,8 +304,11 @@ class Scheduler:
         self.block(me, f"sleep({seconds:g})", None, None, seconds)
 
     def _note(self, me: ThreadRecord, op: str, site: str) -> None:
+        if self.aborted:
+            raise Abort  # unwinding threads do not schedule, and do not clutter the trace
         self.steps += 1
         me.site = site
+        me.noted = (op, site)
         self.trace.append(Step(self.steps, me.index, op, site))
 
     # -- the choice ------------------------------------------------------------------------------
