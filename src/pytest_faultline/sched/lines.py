@@ -37,7 +37,7 @@ def module_files(names: list[str]) -> frozenset[str]:
 
 def _op(filename: str, lineno: int) -> str:
     text = linecache.getline(filename, lineno).strip()
-    return f"line: {text[:40]}" if text else "line"
+    return text[:40] if text else "line"
 
 
 class LineHook:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["deadlock_message", "stall_message", "swimlane"]
 
 SWIMLANE_STEPS = 24
-COLUMN_MAX = 44
+COLUMN_MAX = 52
 STACK_LINES = 8
 
 
