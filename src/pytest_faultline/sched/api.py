@@ -198,6 +198,7 @@ def explore(
             faultline.record("schedule", "explore", exploration.summary())
             return exploration
         best = failing
+        exploration.found_preemptions = preemptions(failing.decisions)
         if not failing.sched.stalled:
             if shrink_failures and preemptions(failing.decisions) > 0 and replaying is None:
                 best, exploration.shrink_runs = shrink(

@@ -77,6 +77,7 @@ class Exploration:
     token: str | None = None
     seed: int | None = None
     preemptions: int | None = None
+    found_preemptions: int | None = None
     shrink_runs: int = 0
     reproducible: bool = True
     decisions: int = 0
