@@ -330,7 +330,7 @@ class Scheduler:
         if self.aborted:
             raise Abort
         self.progress += 1
-        if self.steps > self.max_steps:
+        if self.progress > self.max_steps:
             self._too_many_steps()
         ready = self._ready()
         if not ready:
