@@ -176,6 +176,7 @@ def explore(
             exploration.decisions += len(result.decisions)
             if result.failure is not None:
                 failing = result
+                exploration.replayed = True
         if failing is None and not explicit:
             search = make_strategy(strategy, depth=depth, max_preemptions=max_preemptions)
             for i in range(runs):

@@ -80,6 +80,7 @@ class Exploration:
     found_preemptions: int | None = None
     shrink_runs: int = 0
     reproducible: bool = True
+    replayed: bool = False
     decisions: int = 0
     elapsed: float = 0.0
     report: str = ""
@@ -287,9 +288,12 @@ def describe_failure(
     """The text attached to the failure: where, how to replay, and the swimlane."""
     from ..report import replay_command
 
-    lines = [
-        f"faultline: schedule {exploration.schedules} of the search ({strategy_text}) failed",
-    ]
+    if exploration.replayed:
+        lines = [f"faultline: the schedule replayed from its token failed ({strategy_text})"]
+    else:
+        lines = [
+            f"faultline: schedule {exploration.schedules} of the search ({strategy_text}) failed"
+        ]
     if not exploration.reproducible:
         lines += [
             "faultline: this failure did NOT reproduce when its schedule was replayed: "
