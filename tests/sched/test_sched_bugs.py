@@ -26,7 +26,7 @@ def notes(exc: BaseException) -> str:
     return "\n".join(getattr(exc, "__notes__", []))
 
 
-# -- lost update on a plain attribute (needs line-level preemption) -------------------------------
+# -- lost update on a plain attribute (needs line-level preemption) --------------------------------
 
 
 class Counter:
@@ -69,19 +69,25 @@ def test_lost_update_found_with_line_preemption(faultline: Faultline) -> None:
 
 def test_lost_update_fixed_survives_every_schedule(faultline: Faultline) -> None:
     result = faultline.explore(
-        counter_body(LockedCounter), runs=2000, strategy="dfs", max_preemptions=2,
-        preempt="lines", modules=[HERE],
+        counter_body(LockedCounter),
+        runs=2000,
+        strategy="dfs",
+        max_preemptions=2,
+        preempt="lines",
+        modules=[HERE],
     )
-    assert result.passed and result.exhausted, result.summary()
+    assert result.passed, result.summary()
+    assert result.exhausted, result.summary()
 
 
 def test_lost_update_not_seen_without_line_preemption(faultline: Faultline) -> None:
     # No scheduling point between the read and the write: sync mode cannot split them.
     result = faultline.explore(counter_body(Counter), runs=300, strategy="dfs")
-    assert result.passed and result.exhausted
+    assert result.passed
+    assert result.exhausted
 
 
-# -- check-then-act on a dict: enumerate under the lock, delete later (incident 003) --------------
+# -- check-then-act on a dict: enumerate under the lock, delete later (incident 003) ---------------
 
 
 class Registry:
@@ -118,17 +124,19 @@ def test_check_then_act_on_dict_found(faultline: Faultline) -> None:
     with pytest.raises(KeyError) as info:
         faultline.explore(registry_body(Registry), runs=200)
     report = notes(info.value)
-    assert "raised in T" in report and "release L1" in report
+    assert "raised in T" in report
+    assert "release L1" in report
 
 
 def test_check_then_act_fixed_survives_every_schedule(faultline: Faultline) -> None:
     result = faultline.explore(
         registry_body(FixedRegistry), runs=5000, strategy="dfs", max_preemptions=2
     )
-    assert result.passed and result.exhausted
+    assert result.passed
+    assert result.exhausted
 
 
-# -- ABBA deadlock ----------------------------------------------------------------------------------
+# -- ABBA deadlock ---------------------------------------------------------------------------------
 
 
 def abba_body(inverted: bool) -> Callable[[], None]:
@@ -163,10 +171,11 @@ def test_abba_fixed_order_survives_every_schedule(faultline: Faultline) -> None:
     result = faultline.explore(
         abba_body(inverted=False), runs=5000, strategy="dfs", max_preemptions=2
     )
-    assert result.passed and result.exhausted
+    assert result.passed
+    assert result.exhausted
 
 
-# -- lost wakeup ------------------------------------------------------------------------------------
+# -- lost wakeup -----------------------------------------------------------------------------------
 
 
 def wakeup_body(fixed: bool) -> Callable[[], None]:
@@ -207,13 +216,18 @@ def test_lost_wakeup_reported(faultline: Faultline) -> None:
 
 def test_lost_wakeup_fixed_survives_every_schedule(faultline: Faultline) -> None:
     result = faultline.explore(
-        wakeup_body(fixed=True), runs=5000, strategy="dfs", max_preemptions=2,
-        preempt="lines", modules=[HERE],
+        wakeup_body(fixed=True),
+        runs=5000,
+        strategy="dfs",
+        max_preemptions=2,
+        preempt="lines",
+        modules=[HERE],
     )
-    assert result.passed and result.exhausted
+    assert result.passed
+    assert result.exhausted
 
 
-# -- double lazy initialisation ---------------------------------------------------------------------
+# -- double lazy initialisation --------------------------------------------------------------------
 
 
 class LazyConnection:
@@ -259,7 +273,12 @@ def test_double_lazy_init_found(faultline: Faultline) -> None:
 
 def test_double_lazy_init_fixed_survives_every_schedule(faultline: Faultline) -> None:
     result = faultline.explore(
-        lazy_body(LockedLazyConnection), runs=5000, strategy="dfs", max_preemptions=2,
-        preempt="lines", modules=[HERE],
+        lazy_body(LockedLazyConnection),
+        runs=5000,
+        strategy="dfs",
+        max_preemptions=2,
+        preempt="lines",
+        modules=[HERE],
     )
-    assert result.passed and result.exhausted
+    assert result.passed
+    assert result.exhausted

@@ -75,7 +75,9 @@ def test_fixed_code_passes_every_schedule_and_body_reruns(pytester: pytest.Pytes
             RUNS.append(1)
             accounts = {"a": 10, "b": 0}
             lock = threading.Lock()
-            threads = [threading.Thread(target=transfer_all, args=(accounts, lock)) for _ in range(2)]
+            threads = [
+                threading.Thread(target=transfer_all, args=(accounts, lock)) for _ in range(2)
+            ]
             for t in threads:
                 t.start()
             for t in threads:

@@ -54,7 +54,8 @@ def test_token_replays_the_same_interleaving_100_of_100(faultline: Faultline) ->
     with pytest.raises(AssertionError) as info:
         faultline.explore(racy_body(first), runs=500, strategy="random")
     token = info.value.faultline_exploration.token  # type: ignore[attr-defined]
-    assert token is not None and faultline.token() == token
+    assert token is not None
+    assert faultline.token() == token
 
     recorded: list[str] = []
     with pytest.raises(AssertionError):
@@ -145,7 +146,8 @@ def test_uncontrolled_nondeterminism_is_reported_without_a_token(faultline: Faul
     with pytest.raises(AssertionError) as info:
         faultline.explore(body, runs=10, strategy="random")
     found = info.value.faultline_exploration  # type: ignore[attr-defined]
-    assert not found.reproducible and found.token is None
+    assert not found.reproducible
+    assert found.token is None
     assert "did NOT reproduce" in notes(info.value)
     assert "replay 1 of the same schedule passed" in notes(info.value)
 
@@ -157,7 +159,8 @@ def test_budget_stops_the_search(faultline: Faultline) -> None:
         t.join()
 
     result = faultline.explore(body, runs=10**6, budget=0.2)
-    assert result.passed and 1 <= result.schedules < 10**6
+    assert result.passed
+    assert 1 <= result.schedules < 10**6
     assert "stopped by the 0.2 s budget" in result.notes
 
 

@@ -57,13 +57,16 @@ def check_options(
         raise error(f"{where}: runs must be a whole number >= 1, got {runs!r}")
     if strategy not in STRATEGIES:
         raise error(
-            f"{where}: unknown strategy {strategy!r}; use one of {', '.join(map(repr, STRATEGIES))} "
+            f"{where}: unknown strategy {strategy!r}; use one of "
+            f"{', '.join(map(repr, STRATEGIES))} "
             f"(replay a token with faultline.replay(fn, token) or --faultline-replay)"
         )
     if not _whole(depth, 1):
         raise error(f"{where}: depth must be a whole number >= 1 (pct's bug depth), got {depth!r}")
     if max_preemptions is not None and not _whole(max_preemptions, 0):
-        raise error(f"{where}: max_preemptions must be a whole number >= 0 or None, got {max_preemptions!r}")
+        raise error(
+            f"{where}: max_preemptions must be a whole number >= 0 or None, got {max_preemptions!r}"
+        )
     if preempt not in PREEMPT_MODES:
         raise error(
             f"{where}: preempt must be 'sync' (switch at synchronisation operations) or 'lines' "
@@ -72,7 +75,9 @@ def check_options(
     if modules is not None and (
         not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) for m in modules)
     ):
-        raise error(f"{where}: modules must be a list of module names like ['pkg.mod'], got {modules!r}")
+        raise error(
+            f"{where}: modules must be a list of module names like ['pkg.mod'], got {modules!r}"
+        )
     if preempt == "lines" and not modules:
         raise error(
             f"{where}: preempt='lines' needs modules=['pkg.mod', ...]: the modules whose every "
@@ -82,11 +87,15 @@ def check_options(
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise error(f"{where}: cannot import module {name!r} named in modules=: {exc}") from None
+            raise error(
+                f"{where}: cannot import module {name!r} named in modules=: {exc}"
+            ) from None
     return module_files(list(modules or [])) if preempt == "lines" else frozenset()
 
 
-def _namespaces(modules: list[str] | None, extra: list[dict[str, Any] | None]) -> tuple[dict[str, Any], ...]:
+def _namespaces(
+    modules: list[str] | None, extra: list[dict[str, Any] | None]
+) -> tuple[dict[str, Any], ...]:
     spaces = [vars(importlib.import_module(m)) for m in modules or ()]
     spaces += [ns for ns in extra if ns is not None]
     unique: dict[int, dict[str, Any]] = {id(ns): ns for ns in spaces}
@@ -134,8 +143,12 @@ def explore(
     (or return it in the :class:`Exploration` with ``raises=False``). State that must be fresh
     for each schedule has to be created inside ``fn``."""
     files = check_options(
-        runs=runs, strategy=strategy, depth=depth, max_preemptions=max_preemptions,
-        preempt=preempt, modules=modules,
+        runs=runs,
+        strategy=strategy,
+        depth=depth,
+        max_preemptions=max_preemptions,
+        preempt=preempt,
+        modules=modules,
     )
     if not isinstance(stall_timeout, (int, float)) or stall_timeout <= 0:
         raise FaultlineError(f"explore(): stall_timeout must be seconds > 0, got {stall_timeout!r}")
@@ -155,7 +168,9 @@ def explore(
         text += f", max_preemptions {max_preemptions}"
     text += f", preempt={preempt}"
     original = faultline.decider
-    replaying: ReplayToken | None = ReplayToken.decode(token) if token is not None else original.token_in
+    replaying: ReplayToken | None = (
+        ReplayToken.decode(token) if token is not None else original.token_in
+    )
     settings_replay = getattr(faultline.settings, "replay", None)
     explicit = token is not None or (replaying is not None and replaying == settings_replay)
     exploration = Exploration(strategy=strategy)
@@ -171,7 +186,9 @@ def explore(
     failing: RunResult | None = None
     try:
         if replaying is not None:
-            result = run(Decider(replaying.seed, test=original.test, token=replaying), TokenReplay())
+            result = run(
+                Decider(replaying.seed, test=original.test, token=replaying), TokenReplay()
+            )
             exploration.schedules += 1
             exploration.decisions += len(result.decisions)
             if result.failure is not None:
@@ -203,11 +220,19 @@ def explore(
         if not failing.sched.stalled:
             if shrink_failures and preemptions(failing.decisions) > 0 and replaying is None:
                 best, exploration.shrink_runs = shrink(
-                    fn, failing, options, max_runs=SHRINK_RUNS, deadline=deadline,
+                    fn,
+                    failing,
+                    options,
+                    max_runs=SHRINK_RUNS,
+                    deadline=deadline,
                     run=run,
                 )
             why = verify(fn, best, options, run=run)
-            if why is not None and best is not failing and verify(fn, failing, options, run=run) is None:
+            if (
+                why is not None
+                and best is not failing
+                and verify(fn, failing, options, run=run) is None
+            ):
                 best, why = failing, None
             if why is not None:
                 exploration.reproducible = False
@@ -246,7 +271,9 @@ def replay(
 ) -> Exploration:
     """Run ``fn`` once under the schedule recorded in ``token`` (from a failure report)."""
     if not isinstance(token, str):
-        raise FaultlineError(f"replay() needs the token string from a failure report, got {token!r}")
+        raise FaultlineError(
+            f"replay() needs the token string from a failure report, got {token!r}"
+        )
     ReplayToken.decode(token)  # a bad token is reported before anything runs
     return explore(faultline, fn, token=token, **options)
 
@@ -262,16 +289,27 @@ def install_thread_preemption(
 ) -> None:
     """The ``thread_preemption`` scenario: run the test body under many schedules."""
     check_options(
-        runs=runs, strategy=strategy, depth=depth, max_preemptions=max_preemptions,
-        preempt=preempt, modules=modules, error=ScenarioError,
+        runs=runs,
+        strategy=strategy,
+        depth=depth,
+        max_preemptions=max_preemptions,
+        preempt=preempt,
+        modules=modules,
+        error=ScenarioError,
         where="faultline scenario 'thread_preemption'",
     )
     namespace = test_namespace(faultline)
 
     def wrapper(call: Callable[[], object]) -> object:
         return explore(
-            faultline, call, runs=runs, strategy=strategy, depth=depth,
-            max_preemptions=max_preemptions, preempt=preempt, modules=modules,
+            faultline,
+            call,
+            runs=runs,
+            strategy=strategy,
+            depth=depth,
+            max_preemptions=max_preemptions,
+            preempt=preempt,
+            modules=modules,
             namespaces=[namespace],
         )
 

@@ -93,7 +93,9 @@ class Exploration:
 
     def summary(self) -> str:
         if self.failure is not None:
-            return f"schedule {self.schedules} ({self.strategy}) failed: {type(self.failure).__name__}"
+            return (
+                f"schedule {self.schedules} ({self.strategy}) failed: {type(self.failure).__name__}"
+            )
         if self.exhausted:
             return f"explored all {self.schedules} schedules ({self.strategy}): no failure"
         return f"{self.schedules} schedules ({self.strategy}): no failure"
@@ -114,7 +116,7 @@ def run_once(
 
     strategy.begin(random.Random(derive_seed(decider.seed, "sched.strategy")))
     sched = Scheduler(
-        strategy,  # type: ignore[arg-type]
+        strategy,
         decider.stream(SCHED_STREAM, recorded=True),
         stall_timeout=options.stall_timeout,
         max_steps=options.max_steps,
@@ -132,7 +134,7 @@ def run_once(
             if hook is not None:
                 hook.thread_enter()
             fn()
-        except BaseException as caught:  # noqa: BLE001  - the run's failure
+        except BaseException as caught:
             exc = caught
         finally:
             if hook is not None:
@@ -314,11 +316,16 @@ def describe_failure(
         if nodeid:
             lines.append(f"replay: {replay_command(nodeid, exploration.token or '')}")
         if replay_options:
-            lines.append(f"replay in code: faultline.explore(fn, token={exploration.token!r}{replay_options})")
+            call = f"faultline.explore(fn, token={exploration.token!r}{replay_options})"
+            lines.append(f"replay in code: {call}")
         else:
             lines.append(f"replay in code: faultline.replay(fn, {exploration.token!r})")
     who = result.sched.failure_thread
-    if who is not None and result.failure is not None and not isinstance(result.failure, DeadlockError):
+    if (
+        who is not None
+        and result.failure is not None
+        and not isinstance(result.failure, DeadlockError)
+    ):
         lines.append(f"raised in {who.title} at {_raise_site(result.failure)}")
     lines.append(swimlane(result.sched))
     return "\n".join(lines)
@@ -359,5 +366,3 @@ def test_namespace(faultline: Faultline) -> dict[str, Any] | None:
         if file and os.path.normcase(os.path.normpath(file)).endswith(suffix):
             return vars(module)
     return None
-
-

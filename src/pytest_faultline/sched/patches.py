@@ -6,6 +6,7 @@ call a patched name during the run get the original behaviour (real locks, real 
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import sys
 import threading
@@ -63,15 +64,13 @@ def managed_start(self: threading.Thread) -> None:
             if hook is not None:
                 hook.thread_enter()
             user_run()
-        except BaseException as caught:  # noqa: BLE001  - the scheduler reports it
+        except BaseException as caught:
             exc = caught
         finally:
             if hook is not None:
                 hook.thread_exit()
-            try:
+            with contextlib.suppress(AttributeError):
                 del self.run
-            except AttributeError:
-                pass
             sched.exit(rec, exc)
 
     self.run = run  # type: ignore[method-assign]
@@ -222,7 +221,7 @@ class PatchSet:
         while self._undo:
             try:
                 self._undo.pop()()
-            except Exception as exc:  # noqa: BLE001  - restore the rest, then report
+            except Exception as exc:
                 errors.append(exc)
         if errors:
             raise errors[0]

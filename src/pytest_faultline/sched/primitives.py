@@ -10,6 +10,7 @@ raw mutex and never across a scheduling point.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections import deque
@@ -267,10 +268,8 @@ class ManagedCondition:
         finally:
             with self._mutex:
                 if not waiter.notified:
-                    try:
+                    with contextlib.suppress(ValueError):
                         self._waiters.remove(waiter)
-                    except ValueError:
-                        pass
             self._acquire_restore(saved)
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
@@ -302,7 +301,7 @@ class ManagedCondition:
     def notify_all(self) -> None:
         self.notify(len(self._waiters))
 
-    notifyAll = notify_all  # noqa: N815  - the original's alias
+    notifyAll = notify_all
 
 
 class ManagedSemaphore:
@@ -415,7 +414,7 @@ class ManagedEvent:
     def is_set(self) -> bool:
         return self._flag
 
-    isSet = is_set  # noqa: N815
+    isSet = is_set
 
     def set(self) -> None:
         with self._mutex:

@@ -184,7 +184,9 @@ def swimlane(sched: Scheduler, steps: int = SWIMLANE_STEPS) -> str:
         )
         for t in threads
     }
-    head = "  step | " + " | ".join(_fit(sched.threads[t].title, width[t]).ljust(width[t]) for t in threads)
+    head = "  step | " + " | ".join(
+        _fit(sched.threads[t].title, width[t]).ljust(width[t]) for t in threads
+    )
     rule = "  -----+-" + "-+-".join("-" * width[t] for t in threads)
     rows = [head.rstrip(), rule]
     for s in trace:

@@ -10,6 +10,7 @@ primitives: the ``threading`` module is patched while a run is active.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -35,14 +36,16 @@ TRACE_STEPS = 200
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _INTERNAL_FILES = {
-    os.path.abspath(threading.__file__),
-    os.path.abspath(__import__("queue").__file__),
+    os.path.abspath(str(threading.__file__)),
+    os.path.abspath(str(__import__("queue").__file__)),
 }
 
 
 def _is_internal(filename: str) -> bool:
-    return filename.startswith(_PKG_DIR) or filename in _INTERNAL_FILES or (
-        "concurrent" + os.sep + "futures" in filename
+    return (
+        filename.startswith(_PKG_DIR)
+        or filename in _INTERNAL_FILES
+        or ("concurrent" + os.sep + "futures" in filename)
     )
 
 
@@ -250,14 +253,14 @@ class Scheduler:
         if not was_running:
             return
         self._note(rec, "exit", site=rec.site)
-        try:
+        with contextlib.suppress(Abort):
             self._schedule(rec)
-        except Abort:
-            pass
 
     # -- scheduling points ----------------------------------------------------------------------
 
-    def point(self, me: ThreadRecord, op: str, resource: object = None, site: str | None = None) -> None:
+    def point(
+        self, me: ThreadRecord, op: str, resource: object = None, site: str | None = None
+    ) -> None:
         """A scheduling point in ``me`` (which holds the baton): maybe switch to another thread."""
         if site is None:
             site = site_of(user_frame(3))
@@ -318,10 +321,12 @@ class Scheduler:
         out = []
         for t in self.threads:
             state = t.state
-            if state == READY:
-                out.append(t)
-            elif state == BLOCKED and (
-                (t.pred is not None and t.pred()) or (t.deadline is not None and t.deadline <= vtime)
+            if state == READY or (
+                state == BLOCKED
+                and (
+                    (t.pred is not None and t.pred())
+                    or (t.deadline is not None and t.deadline <= vtime)
+                )
             ):
                 out.append(t)
         return out
@@ -423,10 +428,8 @@ class Scheduler:
         self.aborted = True
         for t in self.threads:
             if t.state != DONE:
-                try:
+                with contextlib.suppress(RuntimeError):  # already open
                     t.gate.release()
-                except RuntimeError:  # already open
-                    pass
 
     def stall(self) -> None:
         """The current thread has not come back to the scheduler: report it with every stack."""
