@@ -191,6 +191,7 @@ def explore(
             )
             exploration.schedules += 1
             exploration.decisions += len(result.decisions)
+            original.divergences.extend(result.decider.divergences)
             if result.failure is not None:
                 failing = result
                 exploration.replayed = True
@@ -216,6 +217,7 @@ def explore(
             faultline.record("schedule", "explore", exploration.summary())
             return exploration
         best = failing
+        exploration.found_after = _raw.monotonic() - started
         exploration.found_preemptions = preemptions(failing.decisions)
         if not failing.sched.stalled:
             if shrink_failures and preemptions(failing.decisions) > 0 and replaying is None:

@@ -83,6 +83,7 @@ class Exploration:
     replayed: bool = False
     decisions: int = 0
     elapsed: float = 0.0
+    found_after: float | None = None  # seconds until the first failing schedule ended
     report: str = ""
     notes: list[str] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
@@ -155,6 +156,9 @@ def run_once(
         rec0.gate.release()
         _supervise(sched)
     finally:
+        if not sched.all_done.is_set():  # interrupted (Ctrl-C): unwind the managed threads
+            sched.fail(FaultlineError("the run was interrupted"), None)
+            sched.all_done.wait(UNWIND_BOUND_S)
         runtime._ACTIVE[0] = None
         if observer_installed:
             _points.set_observer(previous)

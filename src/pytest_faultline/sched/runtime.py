@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["Abort", "Scheduler", "Strategy", "ThreadRecord", "current"]
 
 READY, BLOCKED, DONE = "ready", "blocked", "done"
-DEADLOCK_GRACE_S = 0.02  # real time given to unmanaged threads before "all blocked" is a deadlock
+DEADLOCK_GRACE_S = 0.002  # real time given to unmanaged threads before "all blocked" is final
 FOREIGN_POLL_S = 0.0005
 TRACE_STEPS = 200
 
