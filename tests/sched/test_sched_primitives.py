@@ -230,3 +230,53 @@ def test_fault_points_are_scheduling_points(faultline: Faultline) -> None:
     with pytest.raises(AssertionError):
         faultline.explore(body, runs=100, strategy="dfs", max_preemptions=0)
     assert_restored()
+
+
+def test_simple_queue_and_barrier_reset(faultline: Faultline) -> None:
+    def body() -> None:
+        sq: queue.SimpleQueue[int] = queue.SimpleQueue()
+        with pytest.raises(queue.Empty):
+            sq.get(timeout=7)
+        sq.put(1)
+        assert sq.get_nowait() == 1
+        barrier = threading.Barrier(2)
+        outcome: list[str] = []
+
+        def waiter() -> None:
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                outcome.append("broken")
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        while barrier.n_waiting == 0:
+            time.sleep(0.01)
+        barrier.reset()
+        t.join()
+        assert outcome == ["broken"]
+        assert not barrier.broken  # usable again after reset
+
+    once(faultline, body, runs=10)
+
+
+def test_workers_left_blocked_after_the_body_are_unwound(faultline: Faultline) -> None:
+    workers: list[threading.Thread] = []
+
+    def body() -> None:
+        jobs: queue.Queue[int] = queue.Queue()
+
+        def worker() -> None:
+            while True:
+                jobs.get()  # nobody stops this worker
+
+        t = threading.Thread(target=worker)
+        workers.append(t)
+        t.start()
+        jobs.put(1)
+
+    result = faultline.explore(body, runs=5)
+    assert result.passed
+    for t in workers:
+        t.join(5)
+    assert not any(t.is_alive() for t in workers)

@@ -340,7 +340,7 @@ def _raise_site(exc: BaseException) -> str:
     tb = exc.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if not runtime._is_internal(os.path.abspath(filename)):
+        if not runtime.is_internal(filename):
             site = f"{os.path.basename(filename)}:{tb.tb_lineno}"
         tb = tb.tb_next
     return site

@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .runtime import BLOCKED, DONE, Scheduler, Step, ThreadRecord, _is_internal, resource_name
+from .runtime import BLOCKED, DONE, Scheduler, Step, ThreadRecord, is_internal, resource_name
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -71,11 +71,7 @@ def _describe_wait(rec: ThreadRecord) -> str:
 def _stack(frame: FrameType | None) -> list[str]:
     if frame is None:
         return ["      (no stack: the thread has not started)"]
-    summary = [
-        fs
-        for fs in traceback.extract_stack(frame)
-        if not _is_internal(os.path.abspath(fs.filename))
-    ]
+    summary = [fs for fs in traceback.extract_stack(frame) if not is_internal(fs.filename)]
     lines = []
     for fs in summary[-STACK_LINES:]:
         where = f"{os.path.basename(fs.filename)}:{fs.lineno} in {fs.name}"

@@ -41,12 +41,21 @@ _INTERNAL_FILES = {
 }
 
 
-def _is_internal(filename: str) -> bool:
-    return (
-        filename.startswith(_PKG_DIR)
-        or filename in _INTERNAL_FILES
-        or ("concurrent" + os.sep + "futures" in filename)
-    )
+_internal_cache: dict[str, bool] = {}
+
+
+def is_internal(filename: str) -> bool:
+    """Frames of pytest-faultline, ``threading``, ``queue`` and futures (not the user's)."""
+    known = _internal_cache.get(filename)
+    if known is None:
+        path = os.path.abspath(filename)
+        known = (
+            path.startswith(_PKG_DIR)
+            or path in _INTERNAL_FILES
+            or ("concurrent" + os.sep + "futures" in path)
+        )
+        _internal_cache[filename] = known
+    return known
 
 
 def user_frame(depth: int = 2) -> FrameType | None:
@@ -55,7 +64,7 @@ def user_frame(depth: int = 2) -> FrameType | None:
         frame: FrameType | None = sys._getframe(depth)
     except ValueError:
         return None
-    while frame is not None and _is_internal(os.path.abspath(frame.f_code.co_filename)):
+    while frame is not None and is_internal(frame.f_code.co_filename):
         frame = frame.f_back
     return frame
 
@@ -240,7 +249,8 @@ class Scheduler:
 
     def exit(self, rec: ThreadRecord, exc: BaseException | None) -> None:
         """Called last thing in a managed thread: hand the baton on."""
-        if exc is not None and not isinstance(exc, (Abort, SystemExit)):
+        if exc is not None and not isinstance(exc, (Abort, SystemExit)) and not self.aborted:
+            # (After an abort, errors are consequences of the unwinding, not failures.)
             self.fail(exc, rec)
         was_running = self.current is rec and not self.aborted
         with self._exit_lock:
