@@ -112,7 +112,7 @@ def test_thread_blocked_outside_the_scheduler_is_reported_not_hung(faultline: Fa
 
     def body() -> None:
         def stuck() -> None:
-            real_lock.acquire(True, 5)  # a C-level wait the scheduler cannot see
+            real_lock.acquire(True, 30)  # a C-level wait the scheduler cannot see
 
         t = threading.Thread(target=stuck, name="stuck-in-c")
         threads.append(t)
@@ -129,8 +129,8 @@ def test_thread_blocked_outside_the_scheduler_is_reported_not_hung(faultline: Fa
             t.join(10)
     message = str(info.value)
     assert "T1 (stuck-in-c) did not come back to the scheduler within 0.3 s" in message
-    assert "in stuck: real_lock.acquire(True, 5)" in message
-    assert _raw.monotonic() - started < 4.5  # reported at the bound, not after the 5 s wait
+    assert "in stuck: real_lock.acquire(True, 30)" in message
+    assert _raw.monotonic() - started < 20  # reported at the bound, long before the 30 s wait
 
 
 def test_uncontrolled_nondeterminism_is_reported_without_a_token(faultline: Faultline) -> None:

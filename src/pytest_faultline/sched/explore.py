@@ -183,8 +183,14 @@ def _supervise(sched: Scheduler) -> None:
         if sched.progress != last:
             last, since = sched.progress, now
         elif now - since > sched.stall_timeout:
+            stuck = sched.current
             sched.stall()
-            sched.all_done.wait(UNWIND_BOUND_S)
+            # The others unwind at once; the stuck one may never come back, so do not wait for it.
+            end = _raw.monotonic() + UNWIND_BOUND_S
+            while _raw.monotonic() < end and any(
+                t.state != DONE and t is not stuck for t in sched.threads
+            ):
+                _raw.sleep(0.005)
             return
 
 

@@ -24,8 +24,8 @@ from .primitives import (
     ManagedLock,
     ManagedRLock,
     ManagedSemaphore,
-    ManagedSimpleQueue,
 )
+from .queues import ManagedSimpleQueue
 from .runtime import DONE, Scheduler, current
 
 __all__ = ["ORIGINAL_JOIN", "ORIGINAL_START", "PatchSet", "restore_originals"]

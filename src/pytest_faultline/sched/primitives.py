@@ -11,7 +11,6 @@ raw mutex and never across a scheduling point.
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -28,7 +27,6 @@ __all__ = [
     "ManagedLock",
     "ManagedRLock",
     "ManagedSemaphore",
-    "ManagedSimpleQueue",
 ]
 
 T = TypeVar("T")
@@ -542,70 +540,3 @@ class ManagedBarrier:
     def abort(self) -> None:
         with self._mutex:
             self._broken = True
-
-
-class ManagedSimpleQueue:
-    """``queue.SimpleQueue`` (a C type) modelled in Python, so its waits are scheduling points."""
-
-    def __init__(self) -> None:
-        self._items: deque[Any] = deque()
-        self._mutex = _raw.allocate_lock()
-        self._waiters: list[_Waiter] = []
-        _name(self, "Q")
-
-    def holders(self) -> list[ThreadRecord]:
-        return []
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        with self._mutex:
-            self._items.append(item)
-            waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.wake()
-        ctx = current()
-        if ctx is not None:
-            ctx[0].point(ctx[1], "put", self)
-
-    def put_nowait(self, item: Any) -> None:
-        self.put(item, False)
-
-    def _has_items(self) -> bool:
-        return bool(self._items)
-
-    def _pop(self) -> tuple[bool, Any]:
-        with self._mutex:
-            if self._items:
-                return True, self._items.popleft()
-            return False, None
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        if timeout is not None and timeout < 0:
-            raise ValueError("'timeout' must be a non-negative number")
-        ctx = current()
-        if ctx is not None:
-            ctx[0].point(ctx[1], "get", self)
-        while True:
-            got, item = self._pop()
-            if got:
-                return item
-            if not block:
-                raise queue.Empty
-            if ctx is None:
-                note_foreign()
-                ok = _poll(self._has_items, timeout)
-            else:
-                ok = ctx[0].block(ctx[1], "get", self, self._has_items, timeout)
-            if not ok:
-                got, item = self._pop()
-                if got:
-                    return item
-                raise queue.Empty
-
-    def get_nowait(self) -> Any:
-        return self.get(False)
-
-    def empty(self) -> bool:
-        return not self._items
-
-    def qsize(self) -> int:
-        return len(self._items)
