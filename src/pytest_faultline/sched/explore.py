@@ -156,7 +156,7 @@ def run_once(
         rec0.gate.release()
         _supervise(sched)
     finally:
-        if not sched.all_done.is_set():  # interrupted (Ctrl-C): unwind the managed threads
+        if not sched.aborted and not sched.all_done.is_set():  # interrupted (Ctrl-C): unwind
             sched.fail(FaultlineError("the run was interrupted"), None)
             sched.all_done.wait(UNWIND_BOUND_S)
         runtime._ACTIVE[0] = None
