@@ -32,6 +32,7 @@ __all__ = ["Abort", "Scheduler", "Strategy", "ThreadRecord", "current"]
 READY, BLOCKED, DONE = "ready", "blocked", "done"
 DEADLOCK_GRACE_S = 0.002  # real time given to unmanaged threads before "all blocked" is final
 FOREIGN_POLL_S = 0.0005
+FOREIGN_GRACE_S = 0.1  # when threads outside the run touched managed primitives
 TRACE_STEPS = 200
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -153,6 +154,11 @@ class ThreadRecord:
 
 def resource_name(obj: object) -> str:
     return getattr(obj, "_fl_name", None) or type(obj).__name__
+
+
+def _holders_of(resource: object) -> list[ThreadRecord]:
+    holders = getattr(resource, "holders", None)
+    return list(holders()) if callable(holders) else []
 
 
 _ACTIVE: list[Scheduler | None] = [None]
@@ -397,9 +403,7 @@ class Scheduler:
                 self._abort()
                 raise Abort
             if grace_end is None:
-                grace_end = _raw.monotonic() + (
-                    self.stall_timeout if self.foreign else DEADLOCK_GRACE_S
-                )
+                grace_end = _raw.monotonic() + self._grace()
             if _raw.monotonic() >= grace_end:
                 from .report import deadlock_message
 
@@ -410,6 +414,17 @@ class Scheduler:
             ready = self._ready()
             if ready:
                 return ready
+
+    def _grace(self) -> float:
+        """Real seconds to wait before "every managed thread is blocked" is a deadlock."""
+        if not self.foreign:
+            return DEADLOCK_GRACE_S
+        for t in self.threads:
+            res = t.resource
+            locked = getattr(res, "locked", None)
+            if t.state == BLOCKED and callable(locked) and locked() and not _holders_of(res):
+                return self.stall_timeout  # a thread outside the run holds it: wait for it
+        return FOREIGN_GRACE_S
 
     def _too_many_steps(self) -> None:
         if self.threads[0].state == DONE:
