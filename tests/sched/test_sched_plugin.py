@@ -36,7 +36,7 @@ def test_scenario_finds_the_race_and_prints_the_replay_command(pytester: pytest.
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*faultline: schedule * of the search (random, preempt=sync) failed*",
+            "*faultline: schedule * (of up to 200, random, preempt=sync) failed*",
             "*the replay failed the same way twice*",
             "*replay: pytest test_bank.py::test_transfers --faultline-replay=fl1.*",
             "*step | T0 (main)*",

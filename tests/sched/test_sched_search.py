@@ -46,7 +46,7 @@ def notes(exc: BaseException) -> str:
 def test_every_strategy_finds_the_race(faultline: Faultline, strategy: str) -> None:
     with pytest.raises(AssertionError) as info:
         faultline.explore(racy_body(), runs=500, strategy=strategy)
-    assert f"({strategy}" in notes(info.value)
+    assert f"(of up to 500, {strategy}," in notes(info.value)
 
 
 def test_token_replays_the_same_interleaving_100_of_100(faultline: Faultline) -> None:
@@ -199,3 +199,11 @@ def test_bad_token_is_rejected_before_running(faultline: Faultline) -> None:
     with pytest.raises(ReplayTokenError, match="malformed replay token"):
         faultline.replay(lambda: ran.append(1), "not-a-token")
     assert ran == []
+
+
+def test_a_body_without_choice_points_runs_once(faultline: Faultline) -> None:
+    runs: list[int] = []
+    result = faultline.explore(lambda: runs.append(1), runs=100)
+    assert runs == [1]
+    assert result.exhausted
+    assert result.summary() == "explored all 1 schedules (pct): no failure"

@@ -164,6 +164,7 @@ def explore(
         max_steps=max_steps,
     )
     text = f"{strategy}" + (f", depth {depth}" if strategy == "pct" else "")
+    text = f"of up to {runs}, {text}"
     if strategy == "dfs":
         text += f", max_preemptions {max_preemptions}"
     text += f", preempt={preempt}"
@@ -208,7 +209,8 @@ def explore(
                 if result.failure is not None:
                     failing = result
                     break
-                if search.exhausted:
+                if search.exhausted or not result.decisions:
+                    # No choice point at all: every schedule of this body is this one.
                     exploration.exhausted = True
                     break
         if failing is None:

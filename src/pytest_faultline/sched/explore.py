@@ -301,10 +301,11 @@ def describe_failure(
     from ..report import replay_command
 
     if exploration.replayed:
-        lines = [f"faultline: the schedule replayed from its token failed ({strategy_text})"]
+        shown = strategy_text.split(", ", 1)[-1]
+        lines = [f"faultline: the schedule replayed from its token failed ({shown})"]
     else:
         lines = [
-            f"faultline: schedule {exploration.schedules} of the search ({strategy_text}) failed"
+            f"faultline: schedule {exploration.schedules} ({strategy_text}) failed"
         ]
     if not exploration.reproducible:
         lines += [
