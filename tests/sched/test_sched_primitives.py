@@ -9,6 +9,8 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from threading import Lock as ImportedLock
+from time import sleep as imported_sleep
 
 import pytest
 
@@ -280,3 +282,16 @@ def test_workers_left_blocked_after_the_body_are_unwound(faultline: Faultline) -
     for t in workers:
         t.join(5)
     assert not any(t.is_alive() for t in workers)
+
+
+def test_names_imported_from_threading_and_time_are_patched_too(faultline: Faultline) -> None:
+    def body() -> None:
+        lock = ImportedLock()  # bound at import: patched in this module's namespace for the run
+        assert type(lock).__name__ == "ManagedLock"
+        start = time.monotonic()
+        imported_sleep(50)
+        assert time.monotonic() - start == pytest.approx(50.0)
+
+    once(faultline, body, runs=1)
+    assert ImportedLock is _thread.allocate_lock
+    assert imported_sleep is ORIGINALS[(time, "sleep")]
