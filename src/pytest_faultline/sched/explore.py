@@ -16,7 +16,7 @@ from . import runtime
 from .lines import LineHook
 from .patches import ORIGINAL_JOIN, ORIGINAL_START, PatchSet
 from .report import swimlane
-from .runtime import DONE, Decision, Scheduler, Step
+from .runtime import DONE, OUTSIDE, Decision, Scheduler, Step, ThreadRecord
 from .strategies import DepthFirst, PrefixReplay, Strategy, TokenReplay, preemptions
 
 if TYPE_CHECKING:
@@ -176,8 +176,8 @@ def _supervise(sched: Scheduler) -> None:
     since = _raw.monotonic()
     while not sched.all_done.wait(SUPERVISE_POLL_S):
         if sched.aborted:
-            # Threads are unwinding; a thread stuck in C may never come back.
-            sched.all_done.wait(UNWIND_BOUND_S)
+            # Threads are unwinding; one in a real call (or stuck in C) may never come back.
+            _wait_unwound(sched, None)
             return
         now = _raw.monotonic()
         if sched.progress != last:
@@ -185,13 +185,18 @@ def _supervise(sched: Scheduler) -> None:
         elif now - since > sched.stall_timeout:
             stuck = sched.current
             sched.stall()
-            # The others unwind at once; the stuck one may never come back, so do not wait for it.
-            end = _raw.monotonic() + UNWIND_BOUND_S
-            while _raw.monotonic() < end and any(
-                t.state != DONE and t is not stuck for t in sched.threads
-            ):
-                _raw.sleep(0.005)
+            _wait_unwound(sched, stuck)
             return
+
+
+def _wait_unwound(sched: Scheduler, stuck: ThreadRecord | None) -> None:
+    """Wait (bounded) for the managed threads to unwind, except those that may never come
+    back: the stuck one and those in a real call."""
+    end = _raw.monotonic() + UNWIND_BOUND_S
+    while _raw.monotonic() < end and any(
+        t.state not in (DONE, OUTSIDE) and t is not stuck for t in sched.threads
+    ):
+        _raw.sleep(0.002)
 
 
 def _observe_point(name: str, context: dict[str, Any]) -> None:
@@ -304,9 +309,7 @@ def describe_failure(
         shown = strategy_text.split(", ", 1)[-1]
         lines = [f"faultline: the schedule replayed from its token failed ({shown})"]
     else:
-        lines = [
-            f"faultline: schedule {exploration.schedules} ({strategy_text}) failed"
-        ]
+        lines = [f"faultline: schedule {exploration.schedules} ({strategy_text}) failed"]
     if not exploration.reproducible:
         lines += [
             "faultline: this failure did NOT reproduce when its schedule was replayed: "

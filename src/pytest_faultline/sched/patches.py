@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from .. import _raw
+from .io import IO_PATCHES
 from .primitives import (
     ManagedBarrier,
     ManagedBoundedSemaphore,
@@ -164,6 +165,7 @@ _ORIGINALS: tuple[tuple[Any, str, Any], ...] = (
     *((module, name, getattr(module, name)) for module, name, _ in _MODULE_PATCHES),
     (threading.Thread, "start", ORIGINAL_START),
     (threading.Thread, "join", ORIGINAL_JOIN),
+    *((owner, name, getattr(owner, name)) for owner, name, _ in IO_PATCHES),
 )
 
 
@@ -196,6 +198,8 @@ class PatchSet:
         try:
             for module, name, stand_in in _MODULE_PATCHES:
                 self._set_attr(module, name, stand_in)
+            for owner, name, wrapper in IO_PATCHES:
+                self._set_attr(owner, name, wrapper)
             self._set_attr(threading.Thread, "start", managed_start)
             self._set_attr(threading.Thread, "join", managed_join)
             futures = sys.modules.get("concurrent.futures.thread")

@@ -8,7 +8,16 @@ import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .runtime import BLOCKED, DONE, Scheduler, Step, ThreadRecord, is_internal, resource_name
+from .runtime import (
+    BLOCKED,
+    DONE,
+    OUTSIDE,
+    Scheduler,
+    Step,
+    ThreadRecord,
+    is_internal,
+    resource_name,
+)
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -144,6 +153,9 @@ def deadlock_message(sched: Scheduler, me: ThreadRecord) -> str:
 def stall_message(sched: Scheduler) -> str:
     """A managed thread did not come back to the scheduler in time."""
     cur = sched.current
+    outside = [t for t in sched.threads if t.state == OUTSIDE]
+    if cur is None and outside:
+        cur = outside[0]
     who = cur.title if cur is not None else "a managed thread"
     where = ""
     if cur is not None:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Abort", "Scheduler", "Strategy", "ThreadRecord", "current"]
 
-READY, BLOCKED, DONE = "ready", "blocked", "done"
+READY, BLOCKED, OUTSIDE, DONE = "ready", "blocked", "outside", "done"
 DEADLOCK_GRACE_S = 0.002  # real time given to unmanaged threads before "all blocked" is final
 FOREIGN_POLL_S = 0.0005
 FOREIGN_GRACE_S = 0.1  # when threads outside the run touched managed primitives
@@ -223,6 +223,7 @@ class Scheduler:
         self.all_done = _raw.RawEvent()
         self._counters: dict[str, int] = {}
         self._exit_lock = _raw.allocate_lock()
+        self._baton = _raw.allocate_lock()  # guards a free baton (current is None)
 
     # -- resources and threads ------------------------------------------------------------------
 
@@ -316,6 +317,26 @@ class Scheduler:
             me.resource = None
         return pred is not None and pred()
 
+    def leave(self, me: ThreadRecord, op: str) -> None:
+        """``me`` is about to block in a call the scheduler cannot see (a socket, select):
+        let the other threads run meanwhile."""
+        self._note(me, op, site_of(user_frame(3)))
+        me.state = OUTSIDE
+        me.op = op
+        self._schedule(me)
+
+    def rejoin(self, me: ThreadRecord) -> None:
+        """``me`` is back from outside: wait for the baton (or take it if nobody holds it)."""
+        self.progress += 1
+        with self._baton:
+            me.state = READY
+            if self.aborted:
+                raise Abort
+            if self.current is None:
+                self.current = me
+                return
+        self._wait(me)
+
     def sleep(self, me: ThreadRecord, seconds: float) -> None:
         if seconds <= 0:
             self.point(me, "sleep(0)")
@@ -356,6 +377,10 @@ class Scheduler:
         ready = self._ready()
         if not ready:
             ready = self._stuck(me)
+            if not ready:  # the baton is free until a thread comes back from outside
+                if me.state not in (DONE, OUTSIDE):
+                    self._wait(me)
+                return
         me_ready = me in ready
         if me_ready:
             alts = [me, *(t for t in ready if t is not me)]
@@ -373,7 +398,7 @@ class Scheduler:
         if nxt is not me:
             self.current = nxt
             nxt.gate.release()
-            if me.state != DONE:
+            if me.state not in (DONE, OUTSIDE):
                 self._wait(me)
 
     def _wait(self, me: ThreadRecord) -> None:
@@ -402,6 +427,15 @@ class Scheduler:
                 self.abandoned = [t for t in self.threads if t.state != DONE]
                 self._abort()
                 raise Abort
+            if any(t.state == OUTSIDE for t in self.threads):
+                # A thread is in a call the scheduler cannot see (real I/O): free the baton; the
+                # first thread to come back takes it.
+                with self._baton:
+                    ready = self._ready()
+                    if ready:
+                        return ready
+                    self.current = None
+                return []
             if grace_end is None:
                 grace_end = _raw.monotonic() + self._grace()
             if _raw.monotonic() >= grace_end:
