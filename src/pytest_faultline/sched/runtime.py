@@ -17,7 +17,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
 
 from .. import _raw
 from ..errors import DeadlockError, FaultlineError
@@ -269,8 +269,8 @@ class Scheduler:
                 return
         if not was_running:
             return
-        self._note(rec, "exit", site=rec.site)
         with contextlib.suppress(Abort):
+            self._note(rec, "exit", site=rec.site)
             self._schedule(rec)
 
     # -- scheduling points ----------------------------------------------------------------------
@@ -421,12 +421,9 @@ class Scheduler:
                     return ready
             if self.aborted:
                 raise Abort
-            body = self.threads[0]
-            if body.state == DONE and not self.foreign:
-                # The body returned; what is left waits forever (workers nobody stopped).
-                self.abandoned = [t for t in self.threads if t.state != DONE]
-                self._abort()
-                raise Abort
+            body_done = self.threads[0].state == DONE
+            if body_done and not self.foreign:
+                self._abandon()
             if any(t.state == OUTSIDE for t in self.threads):
                 # A thread is in a call the scheduler cannot see (real I/O): free the baton; the
                 # first thread to come back takes it.
@@ -439,6 +436,8 @@ class Scheduler:
             if grace_end is None:
                 grace_end = _raw.monotonic() + self._grace()
             if _raw.monotonic() >= grace_end:
+                if body_done:
+                    self._abandon()
                 from .report import deadlock_message
 
                 self.fail(DeadlockError(deadlock_message(self, me)), me)
@@ -448,6 +447,13 @@ class Scheduler:
             ready = self._ready()
             if ready:
                 return ready
+
+    def _abandon(self) -> NoReturn:
+        """The body returned and what is left waits forever (workers nobody stopped): unwind
+        them; the run passes."""
+        self.abandoned = [t for t in self.threads if t.state != DONE]
+        self._abort()
+        raise Abort
 
     def _grace(self) -> float:
         """Real seconds to wait before "every managed thread is blocked" is a deadlock."""
@@ -462,9 +468,7 @@ class Scheduler:
 
     def _too_many_steps(self) -> None:
         if self.threads[0].state == DONE:
-            self.abandoned = [t for t in self.threads if t.state != DONE]
-            self._abort()
-            raise Abort
+            self._abandon()
         self.fail(
             FaultlineError(
                 f"the run did not finish within {self.max_steps} scheduling steps: a livelock, an "
