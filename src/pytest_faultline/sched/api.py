@@ -142,6 +142,7 @@ def explore(
     failure, shrink it, check that its token replays it, and raise it with the report attached
     (or return it in the :class:`Exploration` with ``raises=False``). State that must be fresh
     for each schedule has to be created inside ``fn``."""
+    __tracebackhide__ = True
     files = check_options(
         runs=runs,
         strategy=strategy,
@@ -274,6 +275,7 @@ def replay(
     faultline: Faultline, fn: Callable[[], object], token: str, **options: Any
 ) -> Exploration:
     """Run ``fn`` once under the schedule recorded in ``token`` (from a failure report)."""
+    __tracebackhide__ = True
     if not isinstance(token, str):
         raise FaultlineError(
             f"replay() needs the token string from a failure report, got {token!r}"
@@ -305,6 +307,7 @@ def install_thread_preemption(
     namespace = test_namespace(faultline)
 
     def wrapper(call: Callable[[], object]) -> object:
+        __tracebackhide__ = True
         return explore(
             faultline,
             call,
