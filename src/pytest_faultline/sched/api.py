@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _raw
 from ..decider import Decider, ReplayToken, derive_seed
 from ..errors import FaultlineError, ScenarioError
+from . import runtime
 from .explore import (
     DEFAULT_MAX_STEPS,
     DEFAULT_RUNS,
@@ -25,6 +26,7 @@ from .explore import (
     test_namespace,
     verify,
 )
+from .integration import active_clock
 from .lines import module_files
 from .patches import restore_originals
 from .strategies import STRATEGIES, Strategy, TokenReplay, make_strategy, preemptions
@@ -120,6 +122,12 @@ def _prepare(faultline: Faultline) -> None:
     faultline.service("sched", setup)
 
 
+def _follow_clock(clock: Any) -> None:
+    sched = runtime.active()
+    if sched is not None and sched.clock is clock:
+        sched.sync_clock()
+
+
 def explore(
     faultline: Faultline,
     fn: Callable[[], object],
@@ -158,11 +166,15 @@ def explore(
     if runs is None:
         runs = getattr(faultline.settings, "param_runs", None) or DEFAULT_RUNS
     _prepare(faultline)
+    clock = active_clock(faultline)
+    if clock is not None:
+        faultline.service("sched.clock", lambda fl: clock.add_listener(_follow_clock) or True)
     options = RunOptions(
         line_files=files,
         namespaces=_namespaces(modules, [*(namespaces or []), _own_namespace(fn)]),
         stall_timeout=float(stall_timeout),
         max_steps=max_steps,
+        clock=clock,
     )
     text = f"{strategy}" + (f", depth {depth}" if strategy == "pct" else "")
     text = f"of up to {runs}, {text}"

@@ -13,6 +13,7 @@ from .. import _points, _raw
 from ..decider import Decider, derive_seed
 from ..errors import DeadlockError, FaultlineError
 from . import runtime
+from .integration import install_park_hook
 from .lines import LineHook
 from .patches import ORIGINAL_JOIN, ORIGINAL_START, PatchSet
 from .report import swimlane
@@ -42,6 +43,7 @@ class RunOptions:
     namespaces: tuple[dict[str, Any], ...] = ()
     stall_timeout: float = DEFAULT_STALL_S
     max_steps: int = DEFAULT_MAX_STEPS
+    clock: Any = None  # the test's running clock, if any
 
 
 @dataclass
@@ -124,6 +126,8 @@ def run_once(
     )
     if options.line_files:
         sched.line_hook = LineHook(options.line_files)
+    if options.clock is not None:
+        sched.use_clock(options.clock)
     body = threading.Thread(name="faultline-run", daemon=True)
     rec0 = sched.new_thread(body)
 
@@ -146,8 +150,10 @@ def run_once(
     patches = PatchSet(sched, list(options.namespaces))
     observer_installed = False
     previous: Any = None
+    unpark: Callable[[], None] | None = None
     try:
         patches.install()
+        unpark = install_park_hook(with_clock=options.clock is not None)
         previous = _points.set_observer(_observe_point)
         observer_installed = True
         runtime._ACTIVE[0] = sched
@@ -162,6 +168,8 @@ def run_once(
         runtime._ACTIVE[0] = None
         if observer_installed:
             _points.set_observer(previous)
+        if unpark is not None:
+            unpark()
         patches.uninstall()
     for rec in sched.threads:
         if rec.thread is not None and rec.state == DONE and rec.thread.is_alive():

@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from .. import _raw
+from .integration import chained_stand_in
 from .io import IO_PATCHES
 from .primitives import (
     ManagedBarrier,
@@ -36,8 +37,6 @@ JOIN_BOUND_S = 5.0
 ORIGINAL_START = threading.Thread.start
 ORIGINAL_JOIN = threading.Thread.join
 _ORIGINAL_SLEEP = time.sleep
-_ORIGINAL_MONOTONIC = time.monotonic
-_ORIGINAL_TIME = time.time
 
 
 def managed_start(self: threading.Thread) -> None:
@@ -113,26 +112,29 @@ def managed_sleep(seconds: float) -> None:
     ctx[0].sleep(ctx[1], float(seconds))
 
 
-def managed_monotonic() -> float:
-    ctx = current()
-    if ctx is None:
-        return _ORIGINAL_MONOTONIC()
-    return ctx[0].mono0 + ctx[0].vtime
+def _clock_function(
+    managed: Callable[[Scheduler], float], previous: Callable[[], Any], scale: float = 1.0
+) -> Callable[[], Any]:
+    """A time function: the run's virtual reading in managed threads, ``previous`` (the real
+    clock, or the test's frozen clock) in any other thread."""
+
+    def read() -> Any:
+        ctx = current()
+        if ctx is None:
+            return previous()
+        value = managed(ctx[0])
+        return int(value * scale) if scale != 1.0 else value
+
+    read.__name__ = getattr(previous, "__name__", "time")
+    return read
 
 
-def managed_time() -> float:
-    ctx = current()
-    if ctx is None:
-        return _ORIGINAL_TIME()
-    return ctx[0].wall0 + ctx[0].vtime
+def _virtual_monotonic(sched: Scheduler) -> float:
+    return sched.monotonic()
 
 
-def managed_monotonic_ns() -> int:
-    return int(managed_monotonic() * 1e9)
-
-
-def managed_time_ns() -> int:
-    return int(managed_time() * 1e9)
+def _virtual_time(sched: Scheduler) -> float:
+    return sched.wall()
 
 
 # Module attributes replaced for the run, and the stand-in of each.
@@ -145,24 +147,25 @@ _MODULE_PATCHES: tuple[tuple[ModuleType, str, Any], ...] = (
     (threading, "Event", ManagedEvent),
     (threading, "Barrier", ManagedBarrier),
     (queue, "SimpleQueue", ManagedSimpleQueue),
-    (queue, "time", managed_monotonic),  # queue.Queue computes timeouts with it
     (time, "sleep", managed_sleep),
-    (time, "monotonic", managed_monotonic),
-    (time, "time", managed_time),
-    (time, "monotonic_ns", managed_monotonic_ns),
-    (time, "time_ns", managed_time_ns),
+)
+# Time readings, made per run around whatever is installed at the time (the test's clock).
+_CLOCK_PATCHES: tuple[tuple[ModuleType, str, Callable[[Scheduler], float], float], ...] = (
+    (queue, "time", _virtual_monotonic, 1.0),  # queue.Queue computes its timeouts with it
+    (time, "monotonic", _virtual_monotonic, 1.0),
+    (time, "time", _virtual_time, 1.0),
+    (time, "monotonic_ns", _virtual_monotonic, 1e9),
+    (time, "time_ns", _virtual_time, 1e9),
 )
 # Names a module may have bound at import (``from threading import Lock``), by identity.
 _STAND_INS: dict[int, Any] = {
-    id(getattr(module, name)): stand_in
-    for module, name, stand_in in _MODULE_PATCHES
-    if not (module is queue and name == "time")
+    id(getattr(module, name)): stand_in for module, name, stand_in in _MODULE_PATCHES
 }
-_STAND_INS[id(queue.SimpleQueue)] = ManagedSimpleQueue
 
 
 _ORIGINALS: tuple[tuple[Any, str, Any], ...] = (
     *((module, name, getattr(module, name)) for module, name, _ in _MODULE_PATCHES),
+    *((module, name, getattr(module, name)) for module, name, _, _ in _CLOCK_PATCHES),
     (threading.Thread, "start", ORIGINAL_START),
     (threading.Thread, "join", ORIGINAL_JOIN),
     *((owner, name, getattr(owner, name)) for owner, name, _ in IO_PATCHES),
@@ -196,8 +199,18 @@ class PatchSet:
 
     def install(self) -> None:
         try:
+            stand_ins: dict[int, Any] = dict(_STAND_INS)
             for module, name, stand_in in _MODULE_PATCHES:
+                if module is threading and name in ("Lock", "RLock"):
+                    chained = chained_stand_in(name, stand_in)
+                    for key, value in list(stand_ins.items()):
+                        if value is stand_in:  # names bound at import get the chained one too
+                            stand_ins[key] = chained
+                    stand_ins[id(getattr(module, name))] = chained
+                    stand_in = chained
                 self._set_attr(module, name, stand_in)
+            for module, name, managed, scale in _CLOCK_PATCHES:
+                self._set_attr(module, name, _clock_function(managed, getattr(module, name), scale))
             for owner, name, wrapper in IO_PATCHES:
                 self._set_attr(owner, name, wrapper)
             self._set_attr(threading.Thread, "start", managed_start)
@@ -209,7 +222,7 @@ class PatchSet:
                 self._set_attr(futures, "_global_shutdown_lock", ManagedLock())
             for namespace in self.namespaces:
                 for name, value in list(namespace.items()):
-                    stand_in = _STAND_INS.get(id(value))
+                    stand_in = stand_ins.get(id(value))
                     if stand_in is not None:
                         self._set_item(namespace, name, stand_in)
             hook = self.sched.line_hook

@@ -210,6 +210,8 @@ class Scheduler:
         self.vtime = 0.0
         self.mono0 = _raw.monotonic()
         self.wall0 = _raw.time_time()
+        self.clock: Any = None  # the test's running clock: then virtual time is its time
+        self._clock_seen = 0.0
         self.steps = 0
         self.progress = 0
         self.decisions: list[Decision] = []
@@ -224,6 +226,38 @@ class Scheduler:
         self._counters: dict[str, int] = {}
         self._exit_lock = _raw.allocate_lock()
         self._baton = _raw.allocate_lock()  # guards a free baton (current is None)
+
+    # -- virtual time ---------------------------------------------------------------------------
+
+    def use_clock(self, clock: Any) -> None:
+        self.clock = clock
+        self._clock_seen = clock.monotonic()
+
+    def monotonic(self) -> float:
+        """``time.monotonic()`` in a managed thread."""
+        return float(self.clock.monotonic()) if self.clock is not None else self.mono0 + self.vtime
+
+    def wall(self) -> float:
+        """``time.time()`` in a managed thread."""
+        return float(self.clock.time()) if self.clock is not None else self.wall0 + self.vtime
+
+    def sync_clock(self) -> None:
+        """The clock moved (the test advanced it, or we did): virtual time follows."""
+        now = float(self.clock.monotonic())
+        if now > self._clock_seen:
+            self.vtime += now - self._clock_seen
+            self._clock_seen = now
+
+    def _advance_to(self, target: float) -> None:
+        if target <= self.vtime:
+            return
+        if self.clock is None:
+            self.vtime = target
+            return
+        # Timers and held calls due on the way fire (their threads wake through parking).
+        self.clock.advance(target - self.vtime, wait=False)
+        self.sync_clock()
+        self.vtime = max(self.vtime, target)
 
     # -- resources and threads ------------------------------------------------------------------
 
@@ -414,8 +448,11 @@ class Scheduler:
             deadlines = [
                 t.deadline for t in self.threads if t.state == BLOCKED and t.deadline is not None
             ]
+            due = self.clock.next_due() if self.clock is not None else None
+            if due is not None:
+                deadlines.append(self.vtime + due)
             if deadlines:
-                self.vtime = max(self.vtime, min(deadlines))
+                self._advance_to(min(deadlines))
                 ready = self._ready()
                 if ready:
                     return ready
