@@ -293,5 +293,5 @@ def test_names_imported_from_threading_and_time_are_patched_too(faultline: Fault
         assert time.monotonic() - start == pytest.approx(50.0)
 
     once(faultline, body, runs=1)
-    assert ImportedLock is _thread.allocate_lock
+    assert ImportedLock is ORIGINALS[(threading, "Lock")]
     assert imported_sleep is ORIGINALS[(time, "sleep")]

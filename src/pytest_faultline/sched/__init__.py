@@ -6,5 +6,6 @@ from __future__ import annotations
 
 from .api import explore, install_thread_preemption, replay
 from .explore import Exploration
+from .io import outside_scheduler
 
-__all__ = ["Exploration", "explore", "install_thread_preemption", "replay"]
+__all__ = ["Exploration", "explore", "install_thread_preemption", "outside_scheduler", "replay"]
