@@ -18,6 +18,7 @@ COMMAND_BYTES = 5 + 9  # the command message: packet header + one integer field
 
 
 def assert_claim_survived(schedd, startd, claim) -> None:
+    assert schedd.wait_for_connections(startd.attempts), "the schedd is still handling a keepalive"
     assert [answer for _, answer in schedd.replies if answer == UNKNOWN] == [], (
         f"the schedd called a claim it holds unknown: {schedd.replies}"
     )

@@ -172,6 +172,8 @@ class BaseSchedd:
         self._listener.settimeout(ACCEPT_POLL_S)
         self.address: tuple[str, int] = self._listener.getsockname()[:2]
         self._stop = threading.Event()
+        self._done = threading.Condition()
+        self.connections_done = 0
         self._thread = threading.Thread(target=self._serve, name="schedd", daemon=True)
         self.commands: dict[int, Callable[[BaseStream], bool]] = {ALIVE: self.receive_startd_alive}
 
@@ -206,6 +208,17 @@ class BaseSchedd:
                     self._handle_connection(conn)
                 except (CommunicationError, OSError) as exc:
                     self.errors.append(str(exc))
+            with self._done:
+                self.connections_done += 1
+                self._done.notify_all()
+
+    def wait_for_connections(self, count: int, timeout: float = REPLY_TIMEOUT_S) -> bool:
+        """Block until ``count`` connections have been handled to the end; False on timeout.
+
+        The startd can see its connection end (EOF) before the schedd has finished with it.
+        """
+        with self._done:
+            return self._done.wait_for(lambda: self.connections_done >= count, timeout)
 
     def _handle_connection(self, conn: socket.socket) -> None:
         stream = self.stream_class(conn)
@@ -247,12 +260,14 @@ class Startd:
     claim: Claim | None
     killed_jobs: list[str] = field(default_factory=list)
     comm_failures: int = 0
+    attempts: int = 0
 
     def send_alive(self) -> int | None:
         """One ALIVE round. Returns the schedd's answer, or None on a communication failure
         (the claim is kept and the next period retries)."""
         if self.claim is None:
             return None
+        self.attempts += 1
         try:
             with socket.create_connection(self.schedd_address, timeout=REPLY_TIMEOUT_S) as sock:
                 stream = BaseStream(sock)
