@@ -50,6 +50,7 @@ def test_check_clients_drops_a_silent_client(any_implementation, daemon_for, con
     alice.ping()  # touches her admin file
     bob = connect(daemon.address, "bob")
     faultline.clock.advance(CLIENT_TIMEOUT_S + CHECK_PERIOD_S)
-    assert alice.wait_until(lambda: alice.closed) and bob.wait_until(lambda: bob.closed)
+    assert alice.wait_until(lambda: alice.closed)
+    assert bob.wait_until(lambda: bob.closed)
     assert daemon.wait_until(lambda: daemon.manager.handled == 2)
     assert daemon.errors == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -62,10 +63,8 @@ class ProofClient:
         self._stop.set()
         sock, thread = self._sock, self._thread
         if sock is not None and not reset:
-            try:
+            with contextlib.suppress(OSError):  # the daemon closed it first
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:  # the daemon closed it first
-                pass
         if thread is not None:
             thread.join(BOUND_S)
         if sock is not None:

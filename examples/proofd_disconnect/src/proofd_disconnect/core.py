@@ -14,6 +14,7 @@ to reconnect), ``start`` (a session), ``task`` (``sid``, ``x``), ``ping``. Daemo
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -31,7 +32,7 @@ from pytest_faultline import point
 
 CHECK_PERIOD_S = 10.0  # check_clients runs this often (clock time)
 CLIENT_TIMEOUT_S = 60.0  # a client whose admin file is older than this is disconnected
-POLL_S = 0.2  # blocked reads wake this often to see whether the daemon is stopping
+POLL_S = 0.05  # blocked reads wake this often to see whether the daemon is stopping
 BOUND_S = 5.0  # every wait, in the daemon and in its tests, is bounded by this
 CLIENT_DISCONNECT = "CLIENT_DISCONNECT"
 
@@ -304,10 +305,8 @@ class BaseProtocol:
 
     def close_link(self) -> None:
         """Drop the link from the daemon's side; the link's thread then recycles it."""
-        try:
+        with contextlib.suppress(OSError):  # already closed
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:  # already closed
-            pass
 
     def _serve(self) -> None:
         reader = LineReader(self.sock, self.daemon.stopping)
@@ -333,11 +332,11 @@ class BaseProtocol:
                 session = self.daemon.sessions.start(self.client)
                 self.response.send({"op": "started", "sid": session.sid})
             elif op == "task":
-                session = self.daemon.sessions.sessions.get(message["sid"])
-                if session is None:
+                target = self.daemon.sessions.sessions.get(message["sid"])
+                if target is None:
                     self.response.send({"op": "error", "error": f"no session {message['sid']}"})
                 else:
-                    session.submit(message["x"])
+                    target.submit(message["x"])
             elif op == "ping":
                 self.response.send({"op": "pong"})
         cid = None if self.client is None else self.client.cid
@@ -365,14 +364,14 @@ class BaseClientManager:
         with self.lock:
             ids = self.ids.setdefault(user, self.ids_class())
             client = None if cid is None else self.clients.get((user, cid))
-            if client and client.protocol is None and client.admin_path.exists():
-                if ids.reclaim(client.cid):
-                    client.protocol, client.response = protocol, protocol.response
-                    (client.admin_path / "disconnected").unlink(missing_ok=True)
-                    for session in self.daemon.sessions.of(user, client.cid):
-                        session.attach(client)
-                    self.touch(client)
-                    return client, True
+            away = client is not None and client.protocol is None
+            if client and away and client.admin_path.exists() and ids.reclaim(client.cid):
+                client.protocol, client.response = protocol, protocol.response
+                (client.admin_path / "disconnected").unlink(missing_ok=True)
+                for session in self.daemon.sessions.of(user, client.cid):
+                    session.attach(client)
+                self.touch(client)
+                return client, True
             new_cid = ids.new()
             path = self.daemon.admin_root / user / str(new_cid)
             client = Client(user, new_cid, path, protocol, protocol.response)
@@ -415,7 +414,9 @@ class BaseClientManager:
             except OSError:
                 age = float("inf")
             if protocol is not None and age > CLIENT_TIMEOUT_S:
-                log.warning("client %s/%d silent for %.0fs: disconnecting", *client_key(client), age)
+                log.warning(
+                    "client %s/%d silent for %.0fs: disconnecting", *client_key(client), age
+                )
                 self.drop_idle(client, protocol)
 
     def drop_idle(self, client: Client, protocol: BaseProtocol) -> None:

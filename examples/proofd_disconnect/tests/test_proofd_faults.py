@@ -1,0 +1,86 @@
+"""Under faults the fixed daemon delivers nothing stale, keeps its cids and stays up; the buggy
+one writes a result into another client's link, uses a released response, or gives a
+reconnecting client's cid away.
+
+The invariants, for every test: no client receives a result that is not its own, the daemon's
+error handler caught nothing (in xproofd, each entry was a crash), and a dropped client that
+comes back with its cid gets its client, its sessions and its results back.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_faultline.actions import Stall
+
+BOUND_S = 5.0
+
+
+def assert_nothing_stale(daemon, *clients) -> None:
+    for client in clients:
+        client.ping()  # a round trip: anything sent to it before has arrived
+        assert client.foreign == [], f"{client.user} got someone else's result: {client.foreign}"
+    assert daemon.errors == [], f"the daemon crashed: {daemon.errors}"
+
+
+def test_cron_cleanup_runs_after_the_next_connection(
+    implementation, daemon_for, connect, faultline
+):
+    """The rare crash: the cron's cleanup comes after the next connection got the response."""
+    daemon = daemon_for(implementation)
+    deferral = faultline.defer(implementation.ClientManager.handle_disconnect)
+    sending = faultline.arm("proofd.session.result", Stall(timeout=BOUND_S), times=1)
+    alice = connect(daemon.address, "alice")
+    sid = alice.start_session()
+    alice.submit(sid, 7)
+    assert sending.wait(1, timeout=BOUND_S), "alice's worker never got to her result"
+
+    alice.drop()  # her link drops while her worker is about to send
+    assert daemon.wait_until(lambda: daemon.recycled == 1), "the daemon never recycled the link"
+    assert deferral.wait(1, timeout=BOUND_S), "the cron never reached its cleanup"
+    bob = connect(daemon.address, "bob")  # the pool hands him the response alice's link had
+    sending.release()
+    assert daemon.wait_until(lambda: daemon.sessions.sessions[sid].done == 1)
+    deferral.release()
+
+    assert_nothing_stale(daemon, bob)
+    assert daemon.manager.handled == 1
+
+
+def test_a_timed_out_clients_worker_finishes_later(implementation, daemon_for, connect, faultline):
+    """The common crash: check_clients times alice out while her worker is busy; the worker
+    sends her result after her link was recycled; she reconnects for it."""
+    daemon = daemon_for(implementation)
+    sending = faultline.arm("proofd.session.result", Stall(timeout=BOUND_S), times=1)
+    alice = connect(daemon.address, "alice")
+    sid = alice.start_session()
+    session = daemon.sessions.sessions[sid]
+    alice.submit(sid, 7)
+    assert sending.wait(1, timeout=BOUND_S), "alice's worker never got to her result"
+
+    faultline.clock.advance(75)  # a long pause (a suspended VM): the check finds her silent
+    assert alice.wait_until(lambda: alice.closed), "check_clients should have dropped alice"
+    assert daemon.wait_until(lambda: daemon.manager.handled == 1)
+    sending.release()
+    assert daemon.wait_until(lambda: session.done == 1)
+    assert daemon.errors == [], f"the daemon crashed: {daemon.errors}"
+
+    assert alice.reconnect() == {"op": "hello", "cid": alice.cid, "resumed": True}
+    assert alice.wait_until(lambda: alice.results), "alice never got her result"
+    assert [r["y"] for r in alice.results] == [49]
+    assert_nothing_stale(daemon, alice)
+
+
+@pytest.mark.faultline("clock_jump", at="proofd.request", seconds=75)
+def test_a_reconnecting_client_keeps_its_cid(implementation, daemon_for, connect):
+    """The clock jumps 75 s after alice's login: check_clients drops her; another connection
+    of hers logs in right after; then she comes back with her cid."""
+    daemon = daemon_for(implementation)
+    alice = connect(daemon.address, "alice")
+    assert alice.wait_until(lambda: alice.closed), "check_clients should have dropped alice"
+    assert daemon.wait_until(lambda: daemon.manager.handled == 1)
+
+    admin = connect(daemon.address, "alice")  # e.g. an admin connection of the same user
+    assert admin.cid != alice.cid, f"alice's cid {alice.cid} was given to her other connection"
+    assert alice.reconnect() == {"op": "hello", "cid": alice.cid, "resumed": True}
+    assert_nothing_stale(daemon, alice, admin)
