@@ -41,10 +41,13 @@ def test_cron_cleanup_runs_after_the_next_connection(
     bob = connect(daemon.address, "bob")  # the pool hands him the response alice's link had
     sending.release()
     assert daemon.wait_until(lambda: daemon.sessions.sessions[sid].done == 1)
-    deferral.release()
+    (held,) = deferral.release()
+    assert held.thread == "client-cron"  # the cron itself was late, as a busy cron would be
 
     assert_nothing_stale(daemon, bob)
-    assert daemon.manager.handled == 1
+    assert alice.reconnect()["resumed"], "alice could not come back for her result"
+    assert alice.wait_until(lambda: alice.results), "alice's result was lost"
+    assert [r["y"] for r in alice.results] == [49]
 
 
 def test_a_timed_out_clients_worker_finishes_later(implementation, daemon_for, connect, faultline):
