@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _points, _raw
-from .actions import PROCEED, Action, Hit, Stall, as_action
+from .actions import PROCEED, Action, Disconnect, Hit, Stall, as_action
 from .decider import Decider, ReplayToken
 from .errors import FaultlineError, UnreachedPointWarning
 from .registry import REGISTRY
@@ -271,6 +271,10 @@ class Faultline:
             raise FaultlineError(
                 f"arm({target!r}): probability must be between 0.0 and 1.0, got {probability!r}"
             )
+        if isinstance(act, Disconnect):
+            # Connections are tracked from the socket layer's first use: start it now, so the
+            # disconnect also drops connections made before the target is reached.
+            self.sockets  # noqa: B018
         if strict is None:
             strict = bool(getattr(self.settings, "strict", False))
         armings = self._armings.get(target)
@@ -367,6 +371,7 @@ class Faultline:
 
     def run_body(self, call: Callable[[], object]) -> object:
         """Call the test body through every registered body wrapper, innermost first."""
+        __tracebackhide__ = True
         for wrapper in self._body_wrappers:
             call = _bind_wrapper(wrapper, call)
         return call()
@@ -548,4 +553,8 @@ class Faultline:
 def _bind_wrapper(
     wrapper: Callable[[Callable[[], object]], object], call: Callable[[], object]
 ) -> Callable[[], object]:
-    return lambda: wrapper(call)
+    def bound() -> object:
+        __tracebackhide__ = True
+        return wrapper(call)
+
+    return bound

@@ -62,6 +62,10 @@ def pytest_configure(config: pytest.Config) -> None:
         if settings.report is not None:
             json_report = JsonReport(settings.report, settings.seed)
         config.pluginmanager.register(SessionReport(config, tokens, json_report), SESSION_PLUGIN)
+    if settings.lockdep:
+        from .lockorder.session import LOCKDEP_PLUGIN, LockdepPlugin
+
+        config.pluginmanager.register(LockdepPlugin(config), LOCKDEP_PLUGIN)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -102,6 +106,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    __tracebackhide__ = True
     controller = pyfuncitem.stash.get(CONTROLLER_KEY, None)
     if controller is None or not controller.wraps_body:
         return None

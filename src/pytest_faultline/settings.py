@@ -203,6 +203,11 @@ SUMMARY_HELP = (
 )
 LIST_OPTION = "--faultline-list"
 CACHE_CLEAR_OPTION = "--faultline-cache-clear"
+LOCKDEP_OPTION = "--faultline-lockdep"
+LOCKDEP_HELP = (
+    "watch the order locks are taken in across the whole session (one graph for all tests); "
+    "the terminal summary lists every lock-order inversion and the session fails on one"
+)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -239,6 +244,13 @@ def add_options(parser: pytest.Parser) -> None:
         default=False,
         help="forget the stored replay tokens of failing tests",
     )
+    group.addoption(
+        LOCKDEP_OPTION,
+        action="store_true",
+        dest="faultline_lockdep",
+        default=False,
+        help=LOCKDEP_HELP,
+    )
 
 
 @dataclass(frozen=True)
@@ -257,6 +269,7 @@ class Settings:
     strict: bool = False
     cache_clear: bool = False
     summary: bool = False
+    lockdep: bool = False
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -306,6 +319,7 @@ def resolve_settings(
         strict=values.get("strict", False),
         cache_clear=bool(config.getoption("faultline_cache_clear")),
         summary=_summary_wanted(config, env),
+        lockdep=bool(config.getoption("faultline_lockdep")),
     )
 
 

@@ -277,8 +277,6 @@ def test_marker_is_registered_with_its_signature(pytester: pytest.Pytester) -> N
     ("name", "params", "needs"),
     [
         ("thread_preemption", "", "the thread scheduler"),
-        ("lock_order", "", "the lock-order watcher"),
-        ("thread_affinity", "types=['x:Y']", "the thread-affinity watcher"),
     ],
 )
 def test_pending_scenarios_fail_clearly(

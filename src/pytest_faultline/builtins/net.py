@@ -1,37 +1,71 @@
-"""Built-in network scenarios."""
+"""Built-in network scenarios: socket-level faults and a disconnect at the worst moment."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from ..actions import Disconnect
+from ..errors import FaultlineError, ScenarioError, TargetError
 from ..registry import scenario
 
 if TYPE_CHECKING:
     from ..controller import Faultline
 
 
+@contextmanager
+def _as_scenario_error(name: str) -> Iterator[None]:
+    # A bad value is a usage error of the marker: the plugin shows it without our internals.
+    try:
+        yield
+    except (ScenarioError, TargetError):
+        raise
+    except FaultlineError as exc:
+        raise ScenarioError(f"faultline scenario {name!r}: {exc}") from None
+
+
 @scenario("disconnect_mid_recycle")
-def disconnect_mid_recycle(faultline: Faultline, at: str, times: int = 1) -> None:
+def disconnect_mid_recycle(
+    faultline: Faultline, at: str | Callable[..., Any], times: int = 1
+) -> None:
     """When `at` (a point or 'pkg.mod:qualname') is reached, drop every connection of the test's
-    proxies and patched sockets, then go on."""
-    faultline.sockets  # noqa: B018  - installs the socket layer so its connections can be dropped
-    faultline.arm(at, Disconnect(), times=times)
+    proxies and patched sockets, then go on.
+
+    Each dropped connection's peer sees EOF; the code at `at` continues, so what it does next
+    runs against dead connections, as after a client vanishing mid-recycle. `times` bounds how
+    often it fires (the first `times` arrivals).
+    """
+    with _as_scenario_error("disconnect_mid_recycle"):
+        faultline.sockets  # noqa: B018  - installs the socket layer so its connections can be dropped
+        faultline.arm(at, Disconnect(), times=times)
 
 
 @scenario("partial_read")
 def partial_read(faultline: Faultline, max_bytes: int = 1, peer: str | None = None) -> None:
-    """Every socket read returns at most `max_bytes` (split points drawn from the seed)."""
-    faultline.sockets.short_reads(max_bytes, peer=peer)
+    """Every socket read returns at most `max_bytes` (split points drawn from the seed).
+
+    Code that assumes one ``recv`` returns a whole message gets part of it; code that loops
+    until it has the bytes it needs is unaffected. `peer` ('host:port') limits the fault to
+    connections to that address.
+    """
+    with _as_scenario_error("partial_read"):
+        faultline.sockets.short_reads(max_bytes, peer=peer)
 
 
 @scenario("timeout_mid_message")
 def timeout_mid_message(faultline: Faultline, after_bytes: int, peer: str | None = None) -> None:
-    """The incoming stream stalls after `after_bytes`; reads then time out as the socket says."""
-    faultline.sockets.stall_after(after_bytes, peer=peer)
+    """The incoming stream stalls after `after_bytes`; reads then time out as the socket says.
+
+    A socket with a timeout raises ``TimeoutError`` after it; one without a timeout is ended by
+    faultline's stall bound (10 s) with a ``TimeoutError`` that says so.
+    """
+    with _as_scenario_error("timeout_mid_message"):
+        faultline.sockets.stall_after(after_bytes, peer=peer)
 
 
 @scenario("truncated_message")
 def truncated_message(faultline: Faultline, after_bytes: int, peer: str | None = None) -> None:
-    """The peer closes the connection after `after_bytes`."""
-    faultline.sockets.close_after(after_bytes, peer=peer)
+    """The peer closes the connection after `after_bytes`: reads return EOF mid-message."""
+    with _as_scenario_error("truncated_message"):
+        faultline.sockets.close_after(after_bytes, peer=peer)

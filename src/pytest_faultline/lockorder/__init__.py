@@ -1,30 +1,117 @@
-"""Lock-order checking and thread affinity."""
+"""Lock-order checking (lockdep for Python) and thread affinity.
+
+The controller and the built-in scenarios call the functions here; the machinery is in
+``watch`` (the lock-order watcher), ``graph`` (edges, cycles and reports), ``_tracked`` (the
+tracked locks), ``affinity`` (confined objects) and ``session`` (``--faultline-lockdep``).
+"""
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
-from .._pending import pending
+from ..errors import LockOrderError, ScenarioError, ThreadAffinityError
+from ._tracked import rechain
+from ._verdict import verdict
+from .affinity import Affinity, resolve_type
+from .graph import Edge, Inversion, TryLock
+from .watch import LockOrder
 
 if TYPE_CHECKING:
     from ..controller import Faultline
 
+__all__ = [
+    "Affinity",
+    "Edge",
+    "Inversion",
+    "LockOrder",
+    "TryLock",
+    "confine",
+    "confine_types",
+    "lock_order",
+    "rechain",
+    "transfer",
+    "watch_lock_order",
+]
 
-def confine(faultline: Faultline, obj: Any) -> Any:
-    pending("faultline.confine()", "the thread-affinity watcher")
+AFFINITY_KEY = "thread_affinity"
 
 
-def transfer(faultline: Faultline, obj: Any, thread: Any) -> None:
-    pending("faultline.transfer()", "the thread-affinity watcher")
+def lock_order(faultline: Faultline) -> LockOrder:
+    """Service factory behind ``faultline.lock_order``: a recording watcher for this test.
 
+    Started on first use and stopped when the test ends. Without the ``lock_order`` scenario
+    it only records (``fail=False``); locks made before it started are not tracked.
+    """
 
-def lock_order(faultline: Faultline) -> Any:
-    pending("faultline.lock_order", "the lock-order watcher")
+    def on_inversion(inversion: Inversion) -> None:
+        faultline.record("lock-order", "inversion", f"{inversion.summary} ({inversion.kind})")
+        if watcher.fail:
+            verdict(faultline).add(
+                inversion.thread_ident, inversion.thread, LockOrderError, inversion.report()
+            )
+
+    watcher = LockOrder(context=faultline.nodeid, on_inversion=on_inversion)
+    watcher.start()
+    faultline.undo.push(watcher.stop, "restore threading.Lock and threading.RLock")
+    return watcher
 
 
 def watch_lock_order(faultline: Faultline, *, fail: bool) -> None:
-    pending("scenario 'lock_order'", "the lock-order watcher")
+    """The ``lock_order`` scenario: watch from now on; ``fail`` raises where a cycle closes."""
+    if fail:
+        verdict(faultline).wrap_body()  # before the watcher, so its check is undone after it
+    watcher: LockOrder = faultline.lock_order
+    watcher.fail = fail
+
+
+def _affinity(faultline: Faultline) -> Affinity:
+    def on_violation(error: ThreadAffinityError) -> None:
+        me = threading.current_thread()
+        faultline.record("thread-affinity", "violation", str(error).split(". It was", 1)[0])
+        verdict(faultline).add(me.ident or 0, me.name, ThreadAffinityError, str(error))
+
+    verdict(faultline)
+    affinity = Affinity(on_violation)
+    faultline.undo.push(affinity.close, "unconfine objects and unwrap constructors")
+    return affinity
+
+
+def confine(faultline: Faultline, obj: Any) -> Any:
+    """``faultline.confine(obj)``: confine ``obj`` to the calling thread.
+
+    Returns ``obj`` itself (its class is swapped for a guarding subclass until the test ends)
+    or, for built-in types, a guarding proxy to use instead.
+    """
+    affinity: Affinity = faultline.service(AFFINITY_KEY, _affinity)
+    confined = affinity.confine(obj, depth=2)
+    faultline.record(
+        "thread-affinity",
+        type(obj).__qualname__,
+        f"confined to {threading.current_thread().name!r}",
+    )
+    return confined
+
+
+def transfer(faultline: Faultline, obj: Any, thread: Any) -> None:
+    """``faultline.transfer(obj, thread)``: make ``thread`` the owner of confined ``obj``."""
+    affinity: Affinity = faultline.service(AFFINITY_KEY, _affinity)
+    affinity.transfer(obj, thread)
+    faultline.record("thread-affinity", type(obj).__qualname__, f"transferred to {thread.name!r}")
 
 
 def confine_types(faultline: Faultline, types: list[str]) -> None:
-    pending("scenario 'thread_affinity'", "the thread-affinity watcher")
+    """The ``thread_affinity`` scenario: instances of ``types`` made during the test are
+    confined to the thread that made them."""
+    if isinstance(types, str) or not types:
+        raise ScenarioError(
+            f"thread_affinity: types must be a non-empty list of import paths such as "
+            f"['myapp.server:Server'], got {types!r}"
+        )
+    classes = [resolve_type(path) for path in types]
+    verdict(faultline).wrap_body()
+    affinity: Affinity = faultline.service(AFFINITY_KEY, _affinity)
+    for cls in classes:
+        affinity.confine_new_instances(cls)
+    names = ", ".join(f"{c.__module__}.{c.__qualname__}" for c in classes)
+    faultline.record("thread-affinity", "types", f"confining new instances of {names}")

@@ -1,0 +1,1 @@
+"""Tests of lock-order checking and thread affinity."""
