@@ -50,6 +50,38 @@ def test_cron_cleanup_runs_after_the_next_connection(
     assert [r["y"] for r in alice.results] == [49]
 
 
+@pytest.mark.faultline("disconnect_mid_recycle", at="proofd.recycle")
+def test_every_link_drops_mid_recycle(implementation, daemon_for, connect, faultline):
+    """A link is being recycled when every connection drops, while a worker is about to send
+    and the cron is late: no worker may write through a released response."""
+    daemon = daemon_for(implementation)
+    deferral = faultline.defer(implementation.ClientManager.handle_disconnect)
+    sending = faultline.arm("proofd.session.result", Stall(timeout=BOUND_S), times=1)
+    alice, bob = connect(daemon.address, "alice"), connect(daemon.address, "bob")
+    sid = alice.start_session()
+    session = daemon.sessions.sessions[sid]
+    alice.submit(sid, 7)
+    assert sending.wait(1, timeout=BOUND_S), "alice's worker never got to her result"
+
+    connect(daemon.address, "alice").close()  # her second link ends; mid-recycle, all drop
+    assert daemon.wait_until(lambda: daemon.recycled == 3), "not every link was recycled"
+    assert alice.wait_until(lambda: alice.closed)
+    assert bob.wait_until(lambda: bob.closed)
+    sending.release()
+    assert daemon.wait_until(lambda: session.done == 1)
+    deferral.release()
+    assert daemon.wait_until(lambda: daemon.manager.handled == 3)
+    drops = [e.name for e in faultline.events if e.kind == "disconnect"]
+    assert drops.count("proofd.recycle") == 1  # the fault fired once, and dropped the links
+
+    carol = connect(daemon.address, "carol")  # the daemon is still up
+    carol.submit(carol.start_session(), 2)
+    assert carol.wait_until(lambda: carol.results)
+    assert_nothing_stale(daemon, carol)
+    assert alice.reconnect()["resumed"], "alice could not come back for her result"
+    assert alice.wait_until(lambda: alice.results), "alice's result was lost"
+
+
 def test_a_timed_out_clients_worker_finishes_later(implementation, daemon_for, connect, faultline):
     """The common crash: check_clients times alice out while her worker is busy; the worker
     sends her result after her link was recycled; she reconnects for it."""

@@ -29,14 +29,15 @@ class Protocol(BaseProtocol):
         point("proofd.recycle", cid=None if self.client is None else self.client.cid)
         manager = self.daemon.manager
         with manager.lock:
-            clients = manager.using(self)
-            manager.remove_references(self)  # before the response is released, not after
-            for client in clients:
+            for client in manager.using(self):
+                # Before the references go: a concurrent check_active_sessions must never see
+                # a busy session without a client and without its reconnect time.
+                self.daemon.sessions.set_reconnect_time(client, RECONNECT_S)
                 try:
                     (client.admin_path / "disconnected").write_text("link dropped\n")
-                except OSError as exc:  # the references are gone all the same
+                except OSError as exc:  # the references go all the same
                     log.warning("cannot mark %s disconnected: %s", client.admin_path, exc)
-                self.daemon.sessions.set_reconnect_time(client, RECONNECT_S)
+            manager.remove_references(self)  # before the response is released, not after
         self.reset()
         manager.post(CLIENT_DISCONNECT, self)
 
