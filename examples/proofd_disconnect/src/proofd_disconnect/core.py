@@ -232,6 +232,7 @@ class SessionManager:
         self.daemon = daemon
         self.sessions: dict[int, Session] = {}
         self.killed: list[int] = []
+        self.all: list[Session] = []
         self.lock = threading.Lock()
         self._sids = itertools.count(1)
 
@@ -239,6 +240,7 @@ class SessionManager:
         with self.lock:
             session = Session(self.daemon, next(self._sids), client)
             self.sessions[session.sid] = session
+            self.all.append(session)
         session.thread.start()
         return session
 
@@ -275,11 +277,12 @@ class SessionManager:
         self.daemon.changed()
 
     def stop(self) -> list[threading.Thread]:
+        """Kill every live session; return the threads of all sessions ever started."""
         with self.lock:
             sessions = list(self.sessions.values())
         for session in sessions:
             session.kill()
-        return [s.thread for s in sessions]
+        return [s.thread for s in self.all]
 
 
 class BaseProtocol:
@@ -465,12 +468,17 @@ class BaseDaemon:
         self._changed = threading.Condition()
         self._timer_lock = threading.Lock()
         self._timer: threading.Timer | None = None
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(POLL_S)
-        self.address: tuple[str, int] = self._listener.getsockname()[:2]
-        self._acceptor = threading.Thread(target=self._accept, name="acceptor")
+        self._listener: socket.socket | None = None
+        self.address: tuple[str, int] = ("127.0.0.1", 0)  # the port is known after start()
+        self._acceptor: threading.Thread | None = None
 
     def start(self) -> BaseDaemon:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(POLL_S)
+        self.address = self._listener.getsockname()[:2]
+        self._acceptor = threading.Thread(
+            target=self._accept, args=(self._listener,), name="acceptor"
+        )
         self._acceptor.start()
         self.manager.cron.start()
         self._schedule_check()
@@ -483,18 +491,17 @@ class BaseDaemon:
             timer = self._timer
         if timer is not None:
             timer.cancel()
-        self._acceptor.join(BOUND_S)
-        self._listener.close()
+        acceptor = [self._acceptor] if self._acceptor else []
+        _join(acceptor)
+        if self._listener is not None:
+            self._listener.close()
         for link in list(self.links):
             link.close_link()
-        threads = [link.thread for link in self.links]
-        for thread in threads:
-            thread.join(BOUND_S)
+        _join([link.thread for link in self.links])  # their recycles post to the cron
         self.manager.inbox.put(None)
-        threads += [self.manager.cron, *self.sessions.stop(), *([timer] if timer else [])]
-        for thread in threads[len(self.links) :]:
-            thread.join(BOUND_S)
-        hung = [t.name for t in [self._acceptor, *threads] if t.is_alive()]
+        _join([self.manager.cron, *self.sessions.stop(), *([timer] if timer else [])])
+        threads = [*acceptor, self.manager.cron, *(s.thread for s in self.sessions.all)]
+        hung = [t.name for t in threads + [link.thread for link in self.links] if t.is_alive()]
         if hung:
             raise RuntimeError(f"daemon threads did not stop within {BOUND_S}s: {hung}")
 
@@ -522,10 +529,10 @@ class BaseDaemon:
         with self._changed:
             return bool(self._changed.wait_for(predicate, timeout))
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while not self.stopping.is_set():
             try:
-                conn, _ = self._listener.accept()
+                conn, _ = listener.accept()
             except TimeoutError:
                 continue
             except OSError:
@@ -548,3 +555,9 @@ class BaseDaemon:
         self.manager.check_clients()
         self.sessions.check_active_sessions()
         self._schedule_check()
+
+
+def _join(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        if thread.ident is not None:  # started
+            thread.join(BOUND_S)
