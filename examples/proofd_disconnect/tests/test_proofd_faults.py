@@ -9,6 +9,9 @@ comes back with its cid gets its client, its sessions and its results back.
 
 from __future__ import annotations
 
+import itertools
+import threading
+
 import pytest
 
 from pytest_faultline.actions import Stall
@@ -119,3 +122,89 @@ def test_a_reconnecting_client_keeps_its_cid(implementation, daemon_for, connect
     assert admin.cid != alice.cid, f"alice's cid {alice.cid} was given to her other connection"
     assert alice.reconnect() == {"op": "hello", "cid": alice.cid, "resumed": True}
     assert_nothing_stale(daemon, alice, admin)
+
+
+def down(proxy, alice) -> None:
+    with proxy.down():  # the network goes away: both ends see their connection end
+        assert alice.wait_until(lambda: alice.closed)
+
+
+def reset_peer(proxy, alice) -> None:
+    toxic = proxy.add_toxic("reset_peer", stream="upstream", timeout=0)
+    with pytest.raises(ConnectionError):
+        alice.ping()  # her next request resets the connection, both ends
+    toxic.remove()
+
+
+@pytest.mark.parametrize("drop", [down, reset_peer])
+def test_a_dropped_client_reconnects_to_its_session(
+    implementation, daemon_for, connect, faultline, drop
+):
+    """Alice's link drops (through a fault proxy) while her worker computes; she comes back
+    with her cid within the reconnect time and gets her session and its results."""
+    daemon = daemon_for(implementation)
+    proxy = faultline.proxy(daemon.address)
+    computing = faultline.arm("proofd.session.result", Stall(timeout=BOUND_S), times=1)
+    alice = connect(proxy.listen, "alice")
+    sid = alice.start_session()
+    session = daemon.sessions.sessions[sid]
+    alice.submit(sid, 7)
+    assert computing.wait(1, timeout=BOUND_S), "alice's worker never got to her result"
+
+    drop(proxy, alice)
+    assert daemon.wait_until(lambda: daemon.manager.handled == 1), "the drop was never handled"
+    computing.release()  # the worker finishes while alice is away
+    assert daemon.wait_until(lambda: session.done == 1)
+
+    assert alice.reconnect() == {"op": "hello", "cid": alice.cid, "resumed": True}
+    alice.submit(sid, 8)
+    assert alice.wait_until(lambda: len(alice.results) == 2), f"results: {alice.results}"
+    assert [r["y"] for r in alice.results] == [49, 64]
+    assert_nothing_stale(daemon, alice)
+
+
+_runs = itertools.count()
+
+
+class Wire:
+    """An in-memory stand-in for the link's socket, so that every step of a schedule goes
+    through the scheduler (a real socket call leaves it, and replays would not be exact)."""
+
+    def __init__(self) -> None:
+        self.sent = b""
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
+
+    def fileno(self) -> int:
+        return -1
+
+    def shutdown(self, how: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def recycle_while_sending(module, root) -> list[str]:
+    """Alice's link is recycled (as its thread does when the peer is gone) while her worker
+    sends a result. Returns what the daemon's error handler caught."""
+    daemon = module.Daemon(root / f"run-{next(_runs)}")  # fresh for every schedule
+    daemon.manager.cron.start()
+    link = module.Protocol(daemon, Wire())
+    link.client, _ = daemon.manager.login(link, "alice", None)
+    session = daemon.sessions.start(link.client)
+    session.submit(7)
+    recycler = threading.Thread(target=link.recycle, name="link")
+    recycler.start()
+    recycler.join(BOUND_S)
+    assert daemon.wait_until(lambda: session.done == 1)
+    daemon.stop()
+    return daemon.errors
+
+
+@pytest.mark.faultline("thread_preemption", runs=200)
+def test_recycle_is_safe_in_every_schedule(implementation, tmp_path):
+    """The recycle of alice's link and her worker's send, in up to 200 interleavings: the
+    buggy daemon's worker uses a released response in some of them; the fixed one in none."""
+    assert recycle_while_sending(implementation, tmp_path) == [], "the daemon crashed"

@@ -92,11 +92,15 @@ class ProofClient:
 
     def _request(self, message: Message, reply: str) -> Message:
         self._send(message)
+
+        def answered() -> bool:
+            return self.closed or any(r["op"] in (reply, "error") for r in self._replies)
+
         with self._changed:
-            if not self._changed.wait_for(
-                lambda: any(r["op"] in (reply, "error") for r in self._replies), BOUND_S
-            ):
+            if not self._changed.wait_for(answered, BOUND_S):
                 raise TimeoutError(f"{self.user}: no {reply!r} within {BOUND_S}s")
+            if not any(r["op"] in (reply, "error") for r in self._replies):
+                raise ConnectionError(f"{self.user}: the link closed before {reply!r} came")
             answer = next(r for r in self._replies if r["op"] in (reply, "error"))
             self._replies.remove(answer)
         if answer["op"] == "error":
