@@ -35,6 +35,7 @@ def test_cron_cleanup_runs_after_the_next_connection(
     sending = faultline.arm("proofd.session.result", Stall(timeout=BOUND_S), times=1)
     alice = connect(daemon.address, "alice")
     sid = alice.start_session()
+    session = daemon.sessions.sessions[sid]
     alice.submit(sid, 7)
     assert sending.wait(1, timeout=BOUND_S), "alice's worker never got to her result"
 
@@ -43,7 +44,7 @@ def test_cron_cleanup_runs_after_the_next_connection(
     assert deferral.wait(1, timeout=BOUND_S), "the cron never reached its cleanup"
     bob = connect(daemon.address, "bob")  # the pool hands him the response alice's link had
     sending.release()
-    assert daemon.wait_until(lambda: daemon.sessions.sessions[sid].done == 1)
+    assert daemon.wait_until(lambda: session.done == 1)
     (held,) = deferral.release()
     assert held.thread == "client-cron"  # the cron itself was late, as a busy cron would be
 

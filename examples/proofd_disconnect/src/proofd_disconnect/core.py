@@ -417,9 +417,7 @@ class BaseClientManager:
             except OSError:
                 age = float("inf")
             if protocol is not None and age > CLIENT_TIMEOUT_S:
-                log.warning(
-                    "client %s/%d silent for %.0fs: disconnecting", *client_key(client), age
-                )
+                log.warning("client %s/%d silent: disconnecting", client.user, client.cid)
                 self.drop_idle(client, protocol)
 
     def drop_idle(self, client: Client, protocol: BaseProtocol) -> None:
@@ -443,10 +441,6 @@ class BaseClientManager:
             finally:
                 self.handled += 1
                 self.daemon.changed()
-
-
-def client_key(client: Client) -> tuple[str, int]:
-    return client.user, client.cid
 
 
 class BaseDaemon:
