@@ -14,7 +14,10 @@ BUGGY_REASON = (
 
 
 @pytest.fixture(
-    params=["fixed", pytest.param("buggy", marks=pytest.mark.xfail(strict=True, reason=BUGGY_REASON))]
+    params=[
+        "fixed",
+        pytest.param("buggy", marks=pytest.mark.xfail(strict=True, reason=BUGGY_REASON)),
+    ]
 )
 def implementation(request: pytest.FixtureRequest) -> ModuleType:
     """Under a fault: the fixed MIDAS must pass; the buggy one must fail (strict xfail)."""

@@ -14,7 +14,8 @@ def test_clients_register_and_leave(any_implementation):
     daq = midas.cm_connect_experiment("feDAQ", "daq01")
     logger = midas.cm_connect_experiment("mlogger", "daq02")
     assert midas.clients() == {daq.pid: "feDAQ", logger.pid: "mlogger"}
-    assert midas.cm_exist("mlogger") and not midas.cm_exist("mhttpd")
+    assert midas.cm_exist("mlogger")
+    assert not midas.cm_exist("mhttpd")
 
     midas.cm_disconnect_experiment(daq)
     assert midas.clients() == {logger.pid: "mlogger"}
@@ -70,8 +71,11 @@ def test_fixed_buffers_messages_while_the_odb_is_locked():
     with midas.odb:
         with midas.odb:
             midas.cm_msg("ERROR", "db_xxx", "something is wrong in the ODB")
-        assert midas.sysmsg.messages == [] and len(midas.pending) == 1
-    assert [str(m) for m in midas.sysmsg.messages] == ["[db_xxx,ERROR] something is wrong in the ODB"]
+        assert midas.sysmsg.messages == []
+        assert len(midas.pending) == 1
+    assert [str(m) for m in midas.sysmsg.messages] == [
+        "[db_xxx,ERROR] something is wrong in the ODB"
+    ]
     assert not midas.pending
 
 
@@ -97,7 +101,12 @@ def test_a_lock_wait_is_bounded(any_implementation):
     holder.start()
     try:
         assert holding.wait(5)
-        with midas.sysmsg, pytest.raises(LockTimeout, match="waiting for the ODB lock held by 'holder' while holding SYSMSG"):
+        with (
+            midas.sysmsg,
+            pytest.raises(
+                LockTimeout, match="waiting for the ODB lock held by 'holder' while holding SYSMSG"
+            ),
+        ):
             midas.odb.db_find_key(CLIENTS)
     finally:
         done.set()

@@ -7,7 +7,6 @@ import threading
 
 import pytest
 from midas_cm_msg import buggy
-from midas_cm_msg.core import Watchdog
 from midas_cm_msg.workload import torture
 
 JOIN_S = 10.0
@@ -17,7 +16,8 @@ JOIN_S = 10.0
 def test_start_stop_takes_locks_in_one_order(implementation, programs, faultline):
     midas = implementation.Midas()
     result = torture(midas, programs[:5], crashes=lambda i: i == 2)
-    assert result.errors == [] and result.still_running == [], result.describe(midas)
+    assert result.errors == [], result.describe(midas)
+    assert result.still_running == [], result.describe(midas)
     assert midas.check_tree() == []
     assert faultline.lock_order.inversions == []
     assert [str(e) for e in faultline.lock_order.edges] == ["SysMsg._sysmsg_lock -> Odb._odb_lock"]
@@ -49,7 +49,14 @@ def test_buggy_inversion_is_reported_with_both_stacks(faultline):
     )
     assert inversion.thread == "client feDAQ"
     report = inversion.report()
-    assert "SysMsg._sysmsg_lock acquired while holding Odb._odb_lock, in thread 'client feDAQ'" in report
-    assert "Odb._odb_lock acquired while holding SysMsg._sysmsg_lock, in thread 'cm_watchdog'" in report
-    assert "in cm_disconnect_experiment" in report and "in cm_watchdog" in report
+    assert (
+        "SysMsg._sysmsg_lock acquired while holding Odb._odb_lock, in thread 'client feDAQ'"
+        in report
+    )
+    assert (
+        "Odb._odb_lock acquired while holding SysMsg._sysmsg_lock, in thread 'cm_watchdog'"
+        in report
+    )
+    assert "in cm_disconnect_experiment" in report
+    assert "in cm_watchdog" in report
     assert [e.kind for e in faultline.events if e.kind == "lock-order"] == ["lock-order"]

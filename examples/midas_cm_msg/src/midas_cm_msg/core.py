@@ -90,16 +90,16 @@ class Semaphore:
             also = f" while holding {' and '.join(held)}" if held else ""
             raise LockTimeout(
                 f"{me}: timeout after {self.timeout:g} s waiting for the {self.label} lock held "
-                f"by {self.holder!r}{also}: a deadlock"
+                f"by {self.holder!r}{also} (a deadlock, or a holder stalled that long)"
             )
         depth = getattr(self._depth, "n", 0)
+        self._depth.n = depth + 1
         if depth == 0:
             self.holder = me
             held.append(self.label)
-        self._depth.n = depth + 1
-        # A fault point with the lock held: where a page fault or a preempted process would
-        # stall the real holder, widening every race window that starts here.
-        point(f"{self.label.lower()}.locked")
+            # A fault point with the lock newly held: where a page fault or a preempted process
+            # would stall the real holder, widening every race window that starts here.
+            point(f"{self.label.lower()}.locked")
 
     def release(self) -> None:
         """Release the lock; when the outermost hold ends, call :meth:`released`."""
@@ -198,7 +198,9 @@ class Odb(Semaphore):
             children = list(key.children.values())
             return children[index] if index < len(children) else None
 
-    def db_get_value(self, key: Key, name: str, default: object = None, create: bool = False) -> Any:
+    def db_get_value(
+        self, key: Key, name: str, default: object = None, create: bool = False
+    ) -> Any:
         """The value of ``key``'s subkey ``name``; with ``create``, made with ``default`` if
         missing (MIDAS's create-if-not-found, which writes through the handle)."""
         with self:
@@ -306,7 +308,8 @@ class BaseMidas:
         self.sysmsg.messages.append(msg)
         with self.odb:
             count = self.odb.db_find_key(f"{MESSAGES}/Count")
-            self.odb.db_set_value(f"{MESSAGES}/Count", 1 if count is None else count.value + 1)
+            seen = count.value if count is not None and isinstance(count.value, int) else 0
+            self.odb.db_set_value(f"{MESSAGES}/Count", seen + 1)
             self.odb.db_set_value(f"{MESSAGES}/Last", str(msg))
 
     def cm_connect_experiment(self, name: str, host: str = "localhost") -> Client:
@@ -330,14 +333,21 @@ class BaseMidas:
         """One pass of the watchdog: remove clients whose process is gone, from SYSMSG and then
         from the ODB (SYSMSG -> ODB), and report each. Returns the removed pids."""
         removed: dict[int, str] = {}
+        verdicts: dict[int, bool] = {}
+
+        def dead(pid: int) -> bool:
+            # Asked once per pass: a process dying mid-pass must not be removed from the ODB
+            # by this pass and from SYSMSG by the next (and reported twice).
+            return verdicts.setdefault(pid, pid not in self.processes)
+
         with self.sysmsg:  # bm_cleanup: the SYSMSG buffer's table of clients
-            for pid in [p for p in self.sysmsg.clients if p not in self.processes]:
+            for pid in [p for p in self.sysmsg.clients if dead(p)]:
                 removed[pid] = self.sysmsg.clients.pop(pid)
             with self.odb:  # cm_delete_client_info for each dead client
                 clients = self.odb.db_find_key(CLIENTS)
                 for key in list(clients.children.values()) if clients else []:
                     pid = int(key.name)
-                    if pid not in self.processes:
+                    if dead(pid):
                         removed.setdefault(pid, str(self.odb.db_get_value(key, "Name", "?")))
                         self.odb.db_delete_key(key)
             for pid, name in sorted(removed.items()):
@@ -355,12 +365,12 @@ class BaseMidas:
         problems = []
         with self.sysmsg, self.odb:
             registered = self.odb.ls(CLIENTS)
-            for pid, entry in registered.items():
+            for key, entry in registered.items():
                 if not isinstance(entry, dict) or set(entry) != {"Name", "Host"}:
-                    problems.append(f"{CLIENTS}/{pid} is malformed: {entry!r}")
-                if int(pid) not in self.processes:
-                    problems.append(f"{CLIENTS}/{pid} belongs to a dead process")
-            in_odb = {int(pid) for pid in registered}
+                    problems.append(f"{CLIENTS}/{key} is malformed: {entry!r}")
+                if int(key) not in self.processes:
+                    problems.append(f"{CLIENTS}/{key} belongs to a dead process")
+            in_odb = {int(key) for key in registered}
             for pid in set(self.sysmsg.clients) ^ in_odb:
                 where = "SYSMSG" if pid in self.sysmsg.clients else "the ODB"
                 problems.append(f"pid {pid} is registered in {where} only")

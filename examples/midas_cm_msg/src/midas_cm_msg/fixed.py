@@ -16,7 +16,7 @@ import threading
 
 from pytest_faultline import point
 
-from .core import CLIENTS, BaseMidas, Client, Message, LOCK_TIMEOUT_S
+from .core import CLIENTS, LOCK_TIMEOUT_S, BaseMidas, Client, Message
 
 
 class Midas(BaseMidas):

@@ -17,6 +17,8 @@ from .core import BaseMidas, Watchdog
 
 DEADLINE_S = 15.0
 LATE_JOIN_S = 10.0
+ALARM_PERIOD_S = 0.005
+ALARM_PROGRAMS = 10  # programs with an alarm: al_check() asks cm_exist() about each
 
 
 @dataclass
@@ -36,7 +38,9 @@ class TortureResult:
             f"{self.started} started, {self.stopped} stopped, {self.crashed} crashed, "
             f"{self.alarm_checks} alarm checks in {self.elapsed:.2f} s"
         ]
-        lines += [f"  error: {e}" for e in self.errors[:10]]
+        # The threads of a deadlock wait while holding a lock; list them before their queues.
+        errors = sorted(self.errors, key=lambda e: "while holding" not in e)
+        lines += [f"  error: {e}" for e in errors[:10]]
         if len(self.errors) > 10:
             lines.append(f"  ... and {len(self.errors) - 10} more errors")
         if self.still_running:
@@ -54,12 +58,13 @@ def torture(
     crashes: Callable[[int], bool] = lambda i: False,
     deadline: float = DEADLINE_S,
     watchdog_period: float | None = None,
+    alarm_period: float = ALARM_PERIOD_S,
 ) -> TortureResult:
     """Start one thread per ``(name, host)`` in ``programs``, all at once: each connects, looks
     for another program with ``cm_exist()``, then disconnects (or, if ``crashes(i)``, dies and
-    leaves its entry to the watchdog). Meanwhile the watchdog runs and an alarm-check thread calls
-    ``cm_exist()`` for every program. The first error stops the run early. Returns within about
-    ``deadline`` seconds plus one lock timeout."""
+    leaves its entry to the watchdog). Meanwhile the watchdog runs, and an alarm-check thread asks
+    ``cm_exist()`` about the first programs every ``alarm_period`` seconds. The first error stops
+    the run early. Returns within about ``deadline`` seconds plus one lock timeout."""
     result = TortureResult()
     record_lock = threading.Lock()
     abort = threading.Event()
@@ -93,10 +98,12 @@ def torture(
 
     def alarm_check() -> None:  # al_check(): cm_exist() for every program, over and over
         try:
-            while not (clients_done.is_set() or abort.is_set()):
-                for name in names:
+            while not abort.is_set():
+                for name in names[:ALARM_PROGRAMS]:
                     midas.cm_exist(name)
                 result.alarm_checks += 1
+                if clients_done.wait(alarm_period):
+                    return
         except Exception as exc:
             fail("al_check", exc)
 
