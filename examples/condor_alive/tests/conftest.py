@@ -15,7 +15,10 @@ BUGGY_REASON = (
 )
 
 
-@pytest.fixture(params=["fixed", pytest.param("buggy", marks=pytest.mark.xfail(strict=True, reason=BUGGY_REASON))])
+BUGGY = pytest.param("buggy", marks=pytest.mark.xfail(strict=True, reason=BUGGY_REASON))
+
+
+@pytest.fixture(params=["fixed", BUGGY])
 def implementation(request: pytest.FixtureRequest) -> ModuleType:
     """Under a fault: the fixed schedd must pass; the buggy one must fail (strict xfail)."""
     return IMPLEMENTATIONS[request.param]
@@ -32,7 +35,8 @@ def claim(faultline) -> Claim:
     """A claim id and job id in HTCondor's style, generated from the test's seed."""
     fake = faultline.fake
     claim_id = (
-        f"<{fake.ipv4_private()}:{fake.port_number()}>#{fake.random_int(1_000_000_000, 1_999_999_999)}"
+        f"<{fake.ipv4_private()}:{fake.port_number()}>"
+        f"#{fake.random_int(1_000_000_000, 1_999_999_999)}"
         f"#{fake.random_int(1, 999)}#{fake.hexify('^' * 16)}"
     )
     return Claim(claim_id=claim_id, job_id=f"{fake.random_int(1, 99_999)}.0")

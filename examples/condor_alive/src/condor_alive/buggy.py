@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from .core import KNOWN, UNKNOWN, BaseSchedd, BaseStream, schedd_log
+from .core import BaseSchedd, BaseStream
 
 
 class Stream(BaseStream):
@@ -25,9 +25,5 @@ class Schedd(BaseSchedd):
         claim_id = stream.get_secret()
         if not stream.end_of_message():
             return False
-        if claim_id in self.claims:
-            self.reply(stream, claim_id, KNOWN)
-        else:
-            schedd_log.warning("Received startd keepalive for unknown claimid %s", claim_id)
-            self.reply(stream, claim_id, UNKNOWN)
+        self.answer_alive(stream, claim_id)
         return True

@@ -225,6 +225,14 @@ class BaseSchedd:
     def receive_startd_alive(self, stream: BaseStream) -> bool:
         raise NotImplementedError
 
+    def answer_alive(self, stream: BaseStream, claim_id: str | None) -> None:
+        """Answer an ALIVE: 1 if the claim is known, -1 (and a log line) if not."""
+        if claim_id in self.claims:
+            self.reply(stream, claim_id, KNOWN)
+        else:
+            schedd_log.warning("Received startd keepalive for unknown claimid %s", claim_id)
+            self.reply(stream, claim_id, UNKNOWN)
+
     def reply(self, stream: BaseStream, claim_id: str | None, answer: int) -> None:
         self.replies.append((claim_id, answer))
         stream.put_int(answer)
@@ -257,10 +265,14 @@ class Startd:
                 body = recv_exactly(sock, HEADER.unpack(header)[1], stream.peer)
         except (CommunicationError, OSError) as exc:
             self.comm_failures += 1
-            startd_log.warning("Alive to schedd failed (%s); keeping the claim, retry next period", exc)
+            startd_log.warning(
+                "Alive to schedd failed (%s); keeping the claim, retry next period", exc
+            )
             return None
         answer = int(struct.unpack("!q", body[1:9])[0])
-        startd_log.info("slot1: Received Alive response of %d from schedd job %s", answer, self.claim.job_id)
+        startd_log.info(
+            "slot1: Received Alive response of %d from schedd job %s", answer, self.claim.job_id
+        )
         if answer == UNKNOWN:
             startd_log.warning(
                 "slot1: State change: claim no longer recognized by the schedd - removing claim"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import selectors
 
-from .core import KNOWN, UNKNOWN, ALIVE, BaseSchedd, BaseStream, CommunicationError, schedd_log
+from .core import ALIVE, BaseSchedd, BaseStream, CommunicationError, schedd_log
 
 PAYLOAD_WAIT_S = 1.0
 COMMANDS_WITH_PAYLOAD = frozenset({ALIVE})
@@ -50,9 +50,5 @@ class Schedd(BaseSchedd):
             )
             self.errors.append("ALIVE: failed to read the claim id")
             return False
-        if claim_id in self.claims:
-            self.reply(stream, claim_id, KNOWN)
-        else:
-            schedd_log.warning("Received startd keepalive for unknown claimid %s", claim_id)
-            self.reply(stream, claim_id, UNKNOWN)
+        self.answer_alive(stream, claim_id)
         return True
