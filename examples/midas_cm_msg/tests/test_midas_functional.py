@@ -112,3 +112,14 @@ def test_a_lock_wait_is_bounded(any_implementation):
         done.set()
         holder.join(5)
     assert not holder.is_alive()
+
+
+def test_a_fault_where_a_lock_is_taken_leaves_it_free(any_implementation, faultline):
+    midas = any_implementation.Midas(lock_timeout=0.5)
+    faultline.arm("odb.locked", RuntimeError, times=1)
+    with pytest.raises(RuntimeError, match=r"fault injected at 'odb\.locked'"):
+        midas.cm_connect_experiment("feDAQ")
+    assert midas.odb.holder is None
+    assert not midas.odb.held_by_me()
+    daq = midas.cm_connect_experiment("feDAQ")  # the lock was released, not leaked
+    assert midas.clients() == {daq.pid: "feDAQ"}

@@ -97,9 +97,15 @@ class Semaphore:
         if depth == 0:
             self.holder = me
             held.append(self.label)
-            # A fault point with the lock newly held: where a page fault or a preempted process
-            # would stall the real holder, widening every race window that starts here.
-            point(f"{self.label.lower()}.locked")
+            try:
+                # A fault point with the lock newly held: where a page fault or a preempted
+                # process would stall the real holder, widening every race window from here.
+                point(f"{self.label.lower()}.locked")
+            except BaseException:  # an injected fault: the caller never got the lock
+                self._depth.n, self.holder = 0, None
+                held.remove(self.label)
+                self._lock.release()
+                raise
 
     def release(self) -> None:
         """Release the lock; when the outermost hold ends, call :meth:`released`."""
