@@ -470,11 +470,11 @@ class Faultline:
 
         return explore(self, fn, **options)
 
-    def replay(self, fn: Callable[[], object], token: str) -> Any:
+    def replay(self, fn: Callable[[], object], token: str, **options: Any) -> Any:
         """Run ``fn`` under the one schedule recorded in ``token``."""
         from .sched import replay
 
-        return replay(self, fn, token)
+        return replay(self, fn, token, **options)
 
     def confine(self, obj: Any) -> Any:
         """Confine ``obj`` to the current thread: use from another thread raises."""

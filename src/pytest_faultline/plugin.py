@@ -10,11 +10,12 @@ import pytest
 
 from . import builtins, hookspecs
 from .fixtures import CONTROLLER_KEY, LIVE, TOKENS_KEY, faultline
+from .net.fixtures import fault_proxy
 from .registry import REGISTRY
 from .report import JsonReport, SessionReport, TokenCache, format_section, test_record
 from .settings import MARKER_LINE, SETTINGS_KEY, Settings, add_options, resolve_settings
 
-__all__ = ["faultline"]
+__all__ = ["fault_proxy", "faultline"]
 del builtins  # imported for its side effect: the built-in scenarios register before conftests
 
 SESSION_PLUGIN = "faultline-session"

@@ -201,6 +201,11 @@ SUMMARY_HELP = (
     "expected failures caught, tests that survived their faults, and the tokens of any "
     "unexpected failure"
 )
+SKIP_UNAVAILABLE_OPTION = "--toxiproxy-skip-unavailable"
+SKIP_UNAVAILABLE_HELP = (
+    "skip (instead of fail) tests whose Toxiproxy server cannot be reached, with the backend "
+    "toxiproxy"
+)
 LIST_OPTION = "--faultline-list"
 CACHE_CLEAR_OPTION = "--faultline-cache-clear"
 LOCKDEP_OPTION = "--faultline-lockdep"
@@ -230,6 +235,15 @@ def add_options(parser: pytest.Parser) -> None:
         help=SUMMARY_HELP + " (also FAULTLINE_SUMMARY=1 or ini faultline_summary = true)",
     )
     parser.addini("faultline_summary", SUMMARY_HELP, type="bool", default=False)
+    group.addoption(
+        SKIP_UNAVAILABLE_OPTION,
+        action="store_true",
+        dest="faultline_toxiproxy_skip_unavailable",
+        default=False,
+        help=SKIP_UNAVAILABLE_HELP
+        + " (also FAULTLINE_TOXIPROXY_SKIP_UNAVAILABLE=1 or ini toxiproxy_skip_unavailable)",
+    )
+    parser.addini("toxiproxy_skip_unavailable", SKIP_UNAVAILABLE_HELP, type="bool", default=False)
     group.addoption(
         LIST_OPTION,
         action="store_true",
@@ -270,6 +284,7 @@ class Settings:
     cache_clear: bool = False
     summary: bool = False
     lockdep: bool = False
+    toxiproxy_skip_unavailable: bool = False
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -318,19 +333,27 @@ def resolve_settings(
         report=values.get("report"),
         strict=values.get("strict", False),
         cache_clear=bool(config.getoption("faultline_cache_clear")),
-        summary=_summary_wanted(config, env),
+        summary=_flag(config, env, "faultline_summary", "FAULTLINE_SUMMARY", "faultline_summary"),
+        toxiproxy_skip_unavailable=_flag(
+            config,
+            env,
+            "faultline_toxiproxy_skip_unavailable",
+            "FAULTLINE_TOXIPROXY_SKIP_UNAVAILABLE",
+            "toxiproxy_skip_unavailable",
+        ),
         lockdep=bool(config.getoption("faultline_lockdep")),
     )
 
 
-def _summary_wanted(config: pytest.Config, env: Mapping[str, str]) -> bool:
-    if config.getoption("faultline_summary"):
+def _flag(config: pytest.Config, env: Mapping[str, str], dest: str, var: str, ini: str) -> bool:
+    """A switch: on the command line, else the environment variable, else the ini key."""
+    if config.getoption(dest):
         return True
-    if env.get("FAULTLINE_SUMMARY"):
+    if env.get(var):
         try:
-            return _bool(env["FAULTLINE_SUMMARY"])
+            return _bool(env[var])
         except ValueError as exc:
             raise pytest.UsageError(
-                f"pytest-faultline: the FAULTLINE_SUMMARY environment variable {exc}"
+                f"pytest-faultline: the {var} environment variable {exc}"
             ) from None
-    return bool(config.getini("faultline_summary"))
+    return bool(config.getini(ini))

@@ -271,30 +271,3 @@ def test_duplicate_scenario_name_is_refused(pytester: pytest.Pytester) -> None:
 def test_marker_is_registered_with_its_signature(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.faultline(name, **params): apply the fault *"])
-
-
-@pytest.mark.parametrize(
-    ("name", "params", "needs"),
-    [
-        ("thread_preemption", "", "the thread scheduler"),
-    ],
-)
-def test_pending_scenarios_fail_clearly(
-    pytester: pytest.Pytester, name: str, params: str, needs: str
-) -> None:
-    # Built-ins whose machinery is not in this build say so instead of doing nothing. This test
-    # is removed scenario by scenario as each feature lands.
-    from pytest_faultline import FaultlineError
-
-    pytester.makepyfile(
-        f"""
-        import pytest
-
-        @pytest.mark.faultline("{name}", {params})
-        def test_x():
-            pass
-        """
-    )
-    result = pytester.runpytest()
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([f"*{FaultlineError.__name__}: *{needs}*"])

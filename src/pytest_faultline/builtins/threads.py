@@ -20,7 +20,15 @@ def thread_preemption(
     preempt: Literal["sync", "lines"] = "sync",
     modules: list[str] | None = None,
 ) -> None:
-    """Re-run the test body under `runs` controlled thread interleavings."""
+    """Re-run the test body under `runs` controlled thread interleavings (create state in the body).
+
+    Threads started by the body run one at a time; every lock, condition, event, semaphore,
+    barrier, queue, sleep, join and fault point (with preempt="lines": every line of `modules`)
+    is a point where another thread may be scheduled. The first failing schedule is shrunk,
+    replayed to check it, and reported with its replay token; a deadlock is reported as a
+    wait-for cycle. `strategy`: "pct" (depth `depth`), "random", or "dfs" (exhaustive, at most
+    `max_preemptions` preemptions per schedule).
+    """
     from ..sched import install_thread_preemption
 
     install_thread_preemption(

@@ -98,7 +98,9 @@ class ClockTimer(_RealTimer):
 
     def _fire(self, wait: bool) -> None:
         self._go.set()
-        if wait and not self._fired.wait(FIRE_BOUND_S):
+        if wait and not park(
+            self._fired, FIRE_BOUND_S, f"advance waits for {self.name}'s callback"
+        ):
             self._clock._faultline.record(
                 "clock",
                 "timer",

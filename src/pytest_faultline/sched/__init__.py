@@ -1,23 +1,11 @@
-"""The deterministic thread scheduler."""
+"""The deterministic thread scheduler: managed threads run one at a time under a baton, every
+synchronisation operation (and optionally every line) is a scheduling point, and a search
+strategy drawn from the test's decider chooses who runs next. See ``docs/concepts/sched.rst``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from .api import explore, install_thread_preemption, replay
+from .explore import Exploration
+from .io import outside_scheduler
 
-from .._pending import pending
-
-if TYPE_CHECKING:
-    from ..controller import Faultline
-
-
-def explore(faultline: Faultline, fn: Callable[[], object], **options: Any) -> Any:
-    pending("faultline.explore()", "the thread scheduler")
-
-
-def replay(faultline: Faultline, fn: Callable[[], object], token: str) -> Any:
-    pending("faultline.replay()", "the thread scheduler")
-
-
-def install_thread_preemption(faultline: Faultline, **options: Any) -> None:
-    pending("scenario 'thread_preemption'", "the thread scheduler")
+__all__ = ["Exploration", "explore", "install_thread_preemption", "outside_scheduler", "replay"]

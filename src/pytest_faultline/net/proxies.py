@@ -1,0 +1,118 @@
+"""``faultline.proxy()``: the test's proxies, on the backend the options choose.
+
+The embedded backend makes an :class:`~.proxy.EmbeddedProxy` wired to the test: toxicity rolls,
+jitter and slice sizes come from the test's seed, every injected fault is a ``FaultEvent``, the
+proxy closes at the end of the test, and the ``Disconnect`` action (and the
+``disconnect_mid_recycle`` scenario) resets every connection of the test's proxies. The
+``toxiproxy`` backend makes the same proxies on a Toxiproxy server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+from .protocol import (
+    Proxy,
+    ProxyConflict,
+    ProxyError,
+    ToxicBadRequest,
+    format_address,
+    parse_address,
+)
+
+if TYPE_CHECKING:
+    from ..actions import Hit
+    from ..controller import Faultline
+    from .protocol import Chooser
+    from .toxiproxy import ToxiproxyClient
+
+__all__ = ["DEFAULT_TOXIPROXY_URL", "ProxyPool", "make_proxy"]
+
+DEFAULT_TOXIPROXY_URL = "http://127.0.0.1:8474"
+_REMOTE_NAMES = itertools.count(1)
+
+
+def make_proxy(faultline: Faultline, upstream: tuple[str, int] | str, *, name: str | None) -> Proxy:
+    """A proxy in front of ``upstream`` for the test of ``faultline``; closed at test end."""
+    pool: ProxyPool = faultline.service("proxies", ProxyPool)
+    return pool.create(upstream, name=name)
+
+
+class ProxyPool:
+    """The proxies of one test, and the hooks that tie them to it."""
+
+    def __init__(self, faultline: Faultline) -> None:
+        self.faultline = faultline
+        self.backend = str(getattr(faultline.settings, "backend", None) or "embedded")
+        self.url = str(getattr(faultline.settings, "toxiproxy_url", None) or DEFAULT_TOXIPROXY_URL)
+        self.proxies: dict[str, Proxy] = {}
+        self._client: ToxiproxyClient | None = None
+        faultline.add_handler("disconnect", self._disconnect)
+
+    def create(self, upstream: tuple[str, int] | str, *, name: str | None) -> Proxy:
+        address = parse_address(upstream)
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ToxicBadRequest(
+                f"proxy name {name!r} is not usable: give a non-empty string without '/', "
+                f"or leave name out for a generated one"
+            )
+        if name is None:
+            name = self._generated_name()
+        if name in self.proxies:
+            raise ProxyConflict(
+                f"proxy already exists: this test has a proxy named {name!r} already; give "
+                f"the new one another name, or leave name out"
+            )
+        proxy: Any
+        if self.backend == "toxiproxy":
+            proxy = self._create_remote(name, address)
+        else:
+            from .proxy import EmbeddedProxy
+
+            proxy = EmbeddedProxy(
+                address, name=name, chooser=self._chooser, record=self.faultline.record
+            )
+        self.proxies[name] = proxy
+        self.faultline.undo.push(proxy.close, f"close proxy {name}")
+        self.faultline.record(
+            "proxy",
+            name,
+            f"{self.backend} proxy {format_address(proxy.listen)} -> {format_address(address)}",
+        )
+        return proxy  # type: ignore[no-any-return]
+
+    def _create_remote(self, name: str, address: tuple[str, int]) -> Any:
+        from .toxiproxy import ToxiproxyUnreachable
+
+        try:
+            return self._remote().create_proxy(name, address, record=self.faultline.record)
+        except ToxiproxyUnreachable as exc:
+            if getattr(self.faultline.settings, "toxiproxy_skip_unavailable", False):
+                import pytest
+
+                pytest.skip(f"{exc} (skipped: --toxiproxy-skip-unavailable)")
+            raise
+
+    def _generated_name(self) -> str:
+        if self.backend == "toxiproxy":
+            # A Toxiproxy server is shared (xdist workers, other runs): names must not collide.
+            return f"faultline_{os.getpid()}_{next(_REMOTE_NAMES)}"
+        return f"proxy{len(self.proxies) + 1}"
+
+    def _chooser(self, source: str) -> Chooser:
+        return self.faultline.decider.stream(f"proxy:{source}")
+
+    def _remote(self) -> ToxiproxyClient:
+        if self._client is None:
+            from .toxiproxy import ToxiproxyClient
+
+            self._client = ToxiproxyClient(self.url)
+        return self._client
+
+    def _disconnect(self, hit: Hit | None) -> None:
+        for proxy in list(self.proxies.values()):
+            with suppress(ProxyError):  # closed by the test already: nothing to drop
+                proxy.reset_connections()

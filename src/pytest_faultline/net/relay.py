@@ -1,0 +1,640 @@
+"""The event loop under the embedded proxy: connections, the fast path, the toxic pipeline.
+
+:class:`ProxyLoop` runs one ``selectors`` loop on its own thread over the listening socket and
+every connection. Calls from other threads are handed to that thread and waited for, so the loop
+owns all connection state and needs no locks. A direction with no toxics takes a fast path
+(``recv_into`` then ``send``; ``splice()`` once it carries bulk data, which copies nothing); a
+direction with toxics runs through the stages of :mod:`.toxics` into an output queue of items
+with due times. The public API lives in :mod:`.proxy`.
+"""
+
+from __future__ import annotations
+
+import _thread
+import errno
+import os
+import selectors
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+from .. import _raw
+from .protocol import Chooser, ProxyError, ProxyServerError, format_address
+from .sockets import exempt
+from .toxics import CLOSE, DATA, EOF, RESET, Item, Stage, ToxicState, make_stage
+
+__all__ = ["ProxyLoop", "Recorder", "describe_attributes"]
+
+
+FAST_BUFFER = 1 << 20  # bytes per recv_into on the no-toxic path
+TOXIC_CHUNK = 32 * 1024  # bytes per read when toxics apply (Toxiproxy reads 32 KiB too)
+SPLICE_AFTER = 256 * 1024  # a direction that carried this much moves to splice (no copies)
+SPLICE_ROUNDS = 8
+SPLICE = hasattr(os, "splice") and hasattr(os, "pipe2")
+SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+F_SETPIPE_SZ = 1031  # fcntl command (Linux); a 1 MiB pipe holds one fast-path read
+QUEUE_LIMIT = 4 << 20  # stop reading a source while this much waits for its destination
+CALL_BOUND_S = 10.0  # a call into the proxy thread that takes longer is a bug, not a wait
+JOIN_BOUND_S = 10.0
+IDLE_SELECT_S = 1.0
+DRAIN_READS = 16
+READ = selectors.EVENT_READ
+WRITE = selectors.EVENT_WRITE
+LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+Recorder = Callable[[str, str, str], object]
+
+
+class _Flow:
+    """One direction of one connection: ``src`` to ``dst``, named by its Toxiproxy stream."""
+
+    def __init__(self, conn: _Conn, src: socket.socket, dst: socket.socket, stream: str) -> None:
+        self.conn = conn
+        self.src = src
+        self.dst = dst
+        self.stream = stream
+        self.stages: list[tuple[ToxicState, Stage | None]] = []
+        self.queue: deque[Item] = deque()
+        self.queued = 0
+        self.eof_in = False  # the source ended
+        self.ended = False  # the destination was shut down for writing
+        self.blocked = False  # the last send could not take everything
+        self.dropping = False  # a close or reset is on its way: ignore new input
+        self.relayed = 0  # bytes taken by the fast path
+        self.pipe: tuple[int, int] | None = None  # (read end, write end) for splice
+        self.piped = 0  # bytes waiting in the pipe
+
+    def close_pipe(self) -> None:
+        if self.pipe is not None:
+            for fd in self.pipe:
+                with suppress(OSError):
+                    os.close(fd)
+            self.pipe = None
+            self.piped = 0
+
+    @property
+    def toxic(self) -> bool:
+        return any(stage is not None for _, stage in self.stages)
+
+    def can_read(self) -> bool:
+        return not (
+            self.conn.connecting
+            or self.eof_in
+            or self.dropping
+            or self.ended
+            or self.blocked
+            or self.queued >= QUEUE_LIMIT
+        )
+
+    def next_time(self) -> float | None:
+        times = [d for _, s in self.stages if s is not None and (d := s.deadline()) is not None]
+        if self.queue and not self.blocked and not self.piped:
+            times.append(self.queue[0].due)
+        return min(times) if times else None
+
+
+class _Conn:
+    def __init__(self, number: int, client: socket.socket, server: socket.socket) -> None:
+        self.number = number
+        self.client = client
+        self.server = server
+        self.connecting = True
+        self.closed = False
+        self.up = _Flow(self, client, server, "upstream")
+        self.down = _Flow(self, server, client, "downstream")
+        self.masks = {client.fileno(): 0, server.fileno(): 0}
+
+    def flows(self) -> tuple[_Flow, _Flow]:
+        return self.up, self.down
+
+    def flow(self, stream: str) -> _Flow:
+        return self.up if stream == "upstream" else self.down
+
+
+class ProxyLoop:
+    """Connections and data of one proxy, on the proxy's own thread (see the module doc)."""
+
+    def __init__(
+        self,
+        name: str,
+        upstream: tuple[str, int],
+        listen: tuple[str, int],
+        *,
+        enabled: bool,
+        chooser: Callable[[str], Chooser],
+        record: Recorder | None,
+    ) -> None:
+        self.name = name
+        self._upstream = upstream
+        self._listen = listen
+        self._chooser = chooser
+        self._record = record
+        self._toxics: dict[str, ToxicState] = {}
+        self._conns: dict[int, _Conn] = {}
+        self._timed: set[_Flow] = set()
+        self._count = 0
+        self._listener: socket.socket | None = None
+        self._buf = bytearray(FAST_BUFFER)
+        self._view = memoryview(self._buf)
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sel.register(self._wake_r, READ, None)
+        self._commands: list[tuple[Callable[[], Any], list[Any], _raw.RawEvent]] = []
+        self._commands_lock = _raw.allocate_lock()
+        self._stopping = False
+        self._closed = False
+        try:
+            if enabled:
+                self._bind()
+        except BaseException:
+            self._release()
+            raise
+        # A raw thread: the scheduler patches threading.Thread, and the proxy must never be
+        # one of the threads it manages.
+        self._ident: int | None = None
+        self._finished = _raw.RawEvent()
+        _thread.start_new_thread(self._main, ())
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        if self._stopping or self._finished.is_set():
+            raise ProxyError(f"proxy {self.name!r} is closed; make a new one")
+        if _raw.get_ident() == self._ident:
+            return fn()
+        box: list[Any] = []
+        done = _raw.RawEvent()
+        with self._commands_lock:
+            self._commands.append((fn, box, done))
+        self._wake()
+        if not done.wait(CALL_BOUND_S):
+            raise ProxyServerError(
+                f"proxy {self.name!r} did not answer within {CALL_BOUND_S:.0f} s; its thread "
+                f"is stuck (please report this as a pytest-faultline bug)"
+            )
+        ok, value = box
+        if not ok:
+            raise value
+        return value
+
+    def _wake(self) -> None:
+        # OSError: the buffer is full (a wake-up is pending anyway) or the proxy is closed.
+        with suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def _run_commands(self) -> None:
+        with self._commands_lock:
+            commands, self._commands = self._commands, []
+        for fn, box, done in commands:
+            try:
+                box[:] = [True, fn()]
+            except BaseException as exc:  # handed back to the calling thread
+                box[:] = [False, exc]
+            done.set()
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        self._ident = _raw.get_ident()
+        _raw.current_thread().name = f"faultline-proxy-{self.name}"
+        try:
+            self._run()
+        finally:
+            self._finished.set()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                self._run_commands()
+                timeout = self._select_timeout()
+                for key, mask in self._sel.select(timeout):
+                    if key.data is None:
+                        with suppress(OSError):
+                            self._wake_r.recv(4096)
+                    elif key.data == "listen":
+                        self._accept()
+                    else:
+                        self._on_event(key.data, key.fileobj, mask)  # type: ignore[arg-type]
+                try:
+                    self._run_timers()
+                except Exception as exc:  # keep serving the other connections
+                    self._note("proxy", f"internal error in a timer (please report it): {exc!r}")
+        finally:
+            self._run_commands()
+
+    def _select_timeout(self) -> float:
+        if not self._timed:
+            return IDLE_SELECT_S
+        times = [t for f in self._timed if (t := f.next_time()) is not None]
+        if not times:
+            return IDLE_SELECT_S
+        return min(max(min(times) - _raw.monotonic(), 0.0), IDLE_SELECT_S)
+
+    def _run_timers(self) -> None:
+        if not self._timed:
+            return
+        now = _raw.monotonic()
+        for flow in list(self._timed):
+            if flow.conn.closed:
+                self._timed.discard(flow)
+                continue
+            for index, (_, stage) in enumerate(list(flow.stages)):
+                if stage is not None and (due := stage.deadline()) is not None and due <= now:
+                    self._feed(flow, index + 1, stage.fire(now))
+            self._flush(flow, now)
+
+    def _on_event(self, conn: _Conn, sock: socket.socket, mask: int) -> None:
+        if conn.closed:
+            return
+        try:
+            if sock is conn.server and conn.connecting:
+                self._connected(conn)
+            else:
+                if mask & WRITE:
+                    flow = conn.up if sock is conn.server else conn.down
+                    self._flush(flow, _raw.monotonic())
+                if mask & READ and not conn.closed:
+                    self._read(conn.up if sock is conn.client else conn.down)
+        except OSError as exc:
+            # A peer reset (or a socket error): pass it on as a reset to the other peer.
+            self._drop(conn, reset=True, why=f"connection error: {exc}")
+        except Exception as exc:  # a bug costs one connection, not the proxy
+            self._drop(conn, reset=True, why=f"internal error (please report it): {exc!r}")
+        if not conn.closed:
+            self._update(conn)
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while self._listener is not None:
+            try:
+                client, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # too many open files, a connection aborted before accept
+                return
+            try:
+                self._open(client)
+            except OSError as exc:  # the client reset before we could set it up
+                self._note("proxy", f"lost a new connection: {exc}")
+                _close_quietly(client)
+
+    def _open(self, client: socket.socket) -> None:
+        # The proxy's own connections stay out of the test's socket-level faults: those are for
+        # the code under test, and the proxy has toxics of its own.
+        exempt(client)
+        client.setblocking(False)
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        host, port = self._upstream
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )[0]
+            server = exempt(socket.socket(family, kind, proto))
+        except OSError as exc:
+            self._note("proxy", f"cannot reach upstream {host}:{port}: {exc}; client closed")
+            _close_quietly(client)
+            return
+        server.setblocking(False)
+        server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._count += 1
+        conn = _Conn(self._count, client, server)
+        self._conns[conn.number] = conn
+        now = _raw.monotonic()
+        for state in self._toxics.values():
+            self._attach(conn, state, now)
+        code = server.connect_ex(address)
+        if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+            self._refused(conn, code)
+            return
+        self._update(conn)
+
+    def _connected(self, conn: _Conn) -> None:
+        code = conn.server.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._refused(conn, code)
+            return
+        conn.connecting = False
+
+    def _refused(self, conn: _Conn, code: int) -> None:
+        host, port = self._upstream
+        # As Toxiproxy: the client's connection was accepted, so it is closed (EOF).
+        self._drop(
+            conn,
+            reset=False,
+            why=f"upstream {host}:{port} refused connection {conn.number} "
+            f"({errno.errorcode.get(code, code)}); client closed",
+        )
+
+    def _attach(self, conn: _Conn, state: ToxicState, now: float) -> None:
+        roll = self._chooser(f"{self.name}/{state.name}/toxicity").chance(state.toxicity)
+        stage = make_stage(state, self._chooser(f"{self.name}/{state.name}"), now) if roll else None
+        flow = conn.flow(state.stream)
+        if stage is not None:
+            self._unpipe(flow)
+        flow.stages.append((state, stage))
+        self._touch(flow)
+
+    def _drop_all(self, *, reset: bool, why: str | None) -> None:
+        if why is not None:
+            self._note("proxy", f"{why}: {'reset' if reset else 'closed'} every connection")
+        for conn in list(self._conns.values()):
+            self._drop(conn, reset=reset, why=None)
+
+    def _drop(self, conn: _Conn, *, reset: bool, why: str | None) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self._conns.pop(conn.number, None)
+        if why is not None:  # before the peers can see it, so a test that saw it finds it
+            self._note("toxic" if "toxic" in why else "proxy", f"connection {conn.number}: {why}")
+        for flow in conn.flows():
+            self._timed.discard(flow)
+            flow.close_pipe()
+        # Upstream first: a client that sees the end knows the server's side has ended too.
+        for sock in (conn.server, conn.client):
+            if conn.masks.get(sock.fileno()):
+                self._sel.unregister(sock)
+            if reset:
+                with suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+            else:
+                _drain(sock)
+            _close_quietly(sock)
+
+    # -- data -------------------------------------------------------------------------------
+
+    def _read(self, flow: _Flow) -> None:
+        if not flow.can_read():
+            return
+        if not flow.queue and not flow.toxic:
+            self._relay(flow)
+            return
+        try:
+            chunk = flow.src.recv(TOXIC_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        now = _raw.monotonic()
+        if not chunk:
+            flow.eof_in = True
+            self._feed(flow, 0, [Item(now, EOF)])
+        else:
+            self._feed(flow, 0, [Item(now, DATA, chunk)])
+        self._flush(flow, now)
+
+    def _relay(self, flow: _Flow) -> None:
+        # The fast path: no toxic, nothing queued. Straight from one socket to the other;
+        # a direction that carries bulk data moves to splice(), which copies nothing.
+        if flow.pipe is None and SPLICE and flow.relayed >= SPLICE_AFTER:
+            flow.pipe = _make_pipe()
+            if flow.pipe is None:
+                flow.relayed = -(1 << 62)  # no pipe to be had: stay on recv_into
+        if flow.pipe is not None:
+            # Several rounds per wake-up: fewer select() calls while a bulk transfer lasts.
+            for _ in range(SPLICE_ROUNDS):
+                try:
+                    n = os.splice(flow.src.fileno(), flow.pipe[1], FAST_BUFFER, flags=SPLICE_FLAGS)
+                except (BlockingIOError, InterruptedError):
+                    return
+                if n == 0:
+                    flow.eof_in = True
+                    self._end(flow)
+                    return
+                flow.piped = n
+                self._pump(flow)
+                if flow.blocked:
+                    return
+            return
+        try:
+            n = flow.src.recv_into(self._buf)
+        except (BlockingIOError, InterruptedError):
+            return
+        if n == 0:
+            flow.eof_in = True
+            self._end(flow)
+            return
+        flow.relayed += n
+        try:
+            sent = flow.dst.send(self._view[:n])
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        if sent < n:
+            flow.queue.append(Item(0.0, DATA, bytes(self._view[sent:n])))
+            flow.queued += n - sent
+            flow.blocked = True
+            self._timed.add(flow)
+
+    def _pump(self, flow: _Flow) -> None:
+        """Move what the pipe holds to the destination; blocked if it cannot take it all."""
+        assert flow.pipe is not None
+        while flow.piped:
+            try:
+                sent = os.splice(flow.pipe[0], flow.dst.fileno(), flow.piped, flags=SPLICE_FLAGS)
+            except (BlockingIOError, InterruptedError):
+                flow.blocked = True
+                return
+            flow.piped -= sent
+        flow.blocked = False
+
+    def _unpipe(self, flow: _Flow) -> None:
+        """Bring bytes still in the pipe back to the front of the queue (a toxic arrived)."""
+        if flow.pipe is not None and flow.piped:
+            data = os.read(flow.pipe[0], flow.piped)
+            flow.queue.appendleft(Item(0.0, DATA, data))
+            flow.queued += len(data)
+        flow.close_pipe()
+
+    def _feed(self, flow: _Flow, start: int, items: list[Item]) -> None:
+        """Run ``items`` through the stages from ``start`` on, into the output queue."""
+        if flow.dropping:
+            return
+        for state, stage in flow.stages[start:]:
+            if stage is None or not items:
+                continue
+            out: list[Item] = []
+            for item in items:
+                if item.kind == DATA:
+                    out.extend(stage.data(item.due, item.data))
+                elif item.kind == EOF:
+                    out.extend(stage.eof(item.due))
+                else:
+                    out.append(item)
+            if stage.acted and not stage.reported:
+                stage.reported = True
+                self._note(
+                    "toxic",
+                    f"{state.name} ({state.type} {describe_attributes(state)}) acts on connection "
+                    f"{flow.conn.number} {flow.stream}",
+                )
+            items = out
+        for item in items:
+            flow.queue.append(item)
+            flow.queued += len(item.data)
+            if item.kind in (CLOSE, RESET):
+                flow.dropping = True
+                break
+        self._touch(flow)
+
+    def _flush(self, flow: _Flow, now: float) -> None:
+        conn = flow.conn
+        flow.blocked = False
+        if flow.piped:
+            try:
+                self._pump(flow)
+            except OSError as exc:
+                self._drop(conn, reset=True, why=f"connection error: {exc}")
+                return
+            if flow.blocked:
+                self._update(conn)
+                return
+        while flow.queue and not conn.closed:
+            item = flow.queue[0]
+            if item.due > now:
+                break
+            if item.kind == DATA:
+                try:
+                    sent = flow.dst.send(item.data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError as exc:
+                    self._drop(conn, reset=True, why=f"connection error: {exc}")
+                    return
+                flow.queued -= sent
+                if sent < len(item.data):
+                    item.data = item.data[sent:]
+                    flow.blocked = True
+                    break
+                flow.queue.popleft()
+            elif item.kind == EOF:
+                flow.queue.popleft()
+                self._end(flow)
+            else:
+                flow.queue.popleft()
+                names = [s.name for s, st in flow.stages if st is not None and st.acted]
+                self._drop(
+                    conn,
+                    reset=item.kind == RESET,
+                    why=f"toxic {', '.join(names) or '?'} "
+                    f"{'reset' if item.kind == RESET else 'closed'} the connection",
+                )
+                return
+        if not conn.closed:
+            self._touch(flow)
+            self._update(conn)
+
+    def _end(self, flow: _Flow) -> None:
+        if flow.queue or flow.piped:
+            flow.queue.append(Item(0.0, EOF))
+            return
+        flow.ended = True
+        with suppress(OSError):
+            flow.dst.shutdown(socket.SHUT_WR)
+        conn = flow.conn
+        if conn.up.ended and conn.down.ended:
+            self._drop(conn, reset=False, why=None)
+
+    def _touch(self, flow: _Flow) -> None:
+        if flow.queue or flow.toxic:
+            self._timed.add(flow)
+        else:
+            self._timed.discard(flow)
+
+    def _update(self, conn: _Conn) -> None:
+        if conn.closed:
+            return
+        client = (READ if conn.up.can_read() else 0) | (WRITE if conn.down.blocked else 0)
+        server = (READ if conn.down.can_read() else 0) | (
+            WRITE if conn.connecting or conn.up.blocked else 0
+        )
+        for sock, mask in ((conn.client, client), (conn.server, server)):
+            fd = sock.fileno()
+            old = conn.masks[fd]
+            if mask == old:
+                continue
+            if not old:
+                self._sel.register(sock, mask, conn)
+            elif not mask:
+                self._sel.unregister(sock)
+            else:
+                self._sel.modify(sock, mask, conn)
+            conn.masks[fd] = mask
+
+    def _bind(self) -> None:
+        host, port = self._listen
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            listener = exempt(socket.socket(family, socket.SOCK_STREAM))
+        except OSError as exc:
+            raise ProxyServerError(
+                f"proxy {self.name!r} cannot listen on {host}:{port}: {exc}"
+            ) from None
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host, port))
+            listener.listen(512)
+            listener.setblocking(False)
+        except OSError as exc:
+            listener.close()
+            hint = (
+                "another process or proxy uses that port; pick another port or 0 for any free one"
+                if exc.errno == errno.EADDRINUSE
+                else "check the listen address"
+            )
+            raise ProxyServerError(
+                f"proxy {self.name!r} cannot listen on {format_address((host, port))}: "
+                f"{exc.strerror or exc} ({hint})"
+            ) from None
+        self._listen = (host, listener.getsockname()[1])
+        self._listener = listener
+        self._sel.register(listener, READ, "listen")
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            self._sel.unregister(self._listener)
+            self._listener.close()
+            self._listener = None
+
+    def _note(self, kind: str, detail: str) -> None:
+        if self._record is not None:
+            self._record(kind, self.name, detail)
+
+    def _release(self) -> None:
+        self._close_listener()
+        for conn in list(self._conns.values()):
+            self._drop(conn, reset=False, why=None)
+        for sock in (self._wake_r, self._wake_w):
+            _close_quietly(sock)
+        self._sel.close()
+
+
+def _make_pipe() -> tuple[int, int] | None:
+    try:
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # out of descriptors: stay on recv_into
+        return None
+    with suppress(OSError):
+        import fcntl
+
+        fcntl.fcntl(write_end, F_SETPIPE_SZ, FAST_BUFFER)
+    return read_end, write_end
+
+
+def describe_attributes(state: ToxicState) -> str:
+    return ", ".join(f"{k}={v}" for k, v in state.attributes.items())
+
+
+def _drain(sock: socket.socket) -> None:
+    # close() with unread input sends RST instead of FIN; a graceful close reads it away first.
+    # Bounded: a peer that keeps sending gets its RST after a megabyte.
+    with suppress(OSError):
+        sock.setblocking(False)
+        for _ in range(DRAIN_READS):
+            if not sock.recv(65536):
+                break
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    with suppress(OSError):
+        sock.close()
