@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .core import BaseMidas, Watchdog
+from .core import WATCHDOG_PERIOD_S, BaseMidas, Watchdog
 
 DEADLINE_S = 15.0
 LATE_JOIN_S = 10.0
@@ -57,20 +57,21 @@ def torture(
     *,
     crashes: Callable[[int], bool] = lambda i: False,
     deadline: float = DEADLINE_S,
-    watchdog_period: float | None = None,
+    watchdog_period: float = WATCHDOG_PERIOD_S,
     alarm_period: float = ALARM_PERIOD_S,
 ) -> TortureResult:
     """Start one thread per ``(name, host)`` in ``programs``, all at once: each connects, looks
     for another program with ``cm_exist()``, then disconnects (or, if ``crashes(i)``, dies and
     leaves its entry to the watchdog). Meanwhile the watchdog runs, and an alarm-check thread asks
     ``cm_exist()`` about the first programs every ``alarm_period`` seconds. The first error stops
-    the run early. Returns within about ``deadline`` seconds plus one lock timeout."""
+    the run early. Threads still running at ``deadline`` are reported in ``still_running``, then
+    joined for up to ``LATE_JOIN_S`` more (they end: each of their waits is bounded)."""
     result = TortureResult()
     record_lock = threading.Lock()
     abort = threading.Event()
     clients_done = threading.Event()
     names = [name for name, _ in programs]
-    watchdog = Watchdog(midas) if watchdog_period is None else Watchdog(midas, watchdog_period)
+    watchdog = Watchdog(midas, watchdog_period)
 
     def fail(where: str, exc: BaseException) -> None:
         with record_lock:
@@ -125,8 +126,9 @@ def torture(
     watchdog.stop(max(0.0, end - time.monotonic()))
     everyone = [*threads, checker, watchdog.thread]
     result.still_running = [t.name for t in everyone if t.is_alive()]
+    late_end = time.monotonic() + LATE_JOIN_S
     for thread in everyone:  # they end: each of their waits is bounded by the lock timeout
-        thread.join(LATE_JOIN_S)
+        thread.join(max(0.0, late_end - time.monotonic()))
     if not result.still_running:
         try:
             midas.cm_watchdog()  # a last pass: the crashed clients' entries go now
