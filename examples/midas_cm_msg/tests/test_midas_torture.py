@@ -9,6 +9,8 @@ timeouts naming the holders, every thread ends, and the whole run takes seconds.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from midas_cm_msg.workload import torture
 
@@ -42,3 +44,27 @@ def test_fifty_clients_start_and_stop(implementation, programs, faultline, stall
     stopped = [m for m in midas.sysmsg.messages if m.text.endswith(" stopped")]
     removed = [m for m in midas.sysmsg.messages if m.routine == "cm_watchdog"]
     assert (len(stopped), len(removed)) == (result.stopped, result.crashed), report
+
+
+def test_a_stuck_run_is_reported_not_waited_for(any_implementation):
+    # The harness itself: a thread that outlives the deadline is named, and still ends, because
+    # every wait in the system is bounded. Here an outside thread holds the ODB lock too long.
+    midas = any_implementation.Midas(lock_timeout=0.5)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_odb() -> None:
+        with midas.odb:
+            holding.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold_the_odb, name="stalled holder")
+    holder.start()
+    try:
+        assert holding.wait(5)
+        result = torture(midas, [("feA", "daq01"), ("feB", "daq02")], deadline=0.1)
+    finally:
+        release.set()
+        holder.join(5)
+    assert "client feA" in result.still_running
+    assert any("the ODB lock held by 'stalled holder'" in e for e in result.errors), result.errors
+    assert not any(t.name.startswith("client fe") for t in threading.enumerate())
