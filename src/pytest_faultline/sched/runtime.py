@@ -11,6 +11,7 @@ primitives: the ``threading`` module is patched while a run is active.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import threading
@@ -539,4 +540,13 @@ class Scheduler:
         self.fail(DeadlockError(stall_message(self)), self.current)
 
     def frames(self) -> dict[int, FrameType]:
-        return sys._current_frames()
+        # CPython builds this dict while holding the interpreter's thread-list lock; a GC pass
+        # started by that allocation can free a threading.local, whose cleanup takes the same
+        # lock, and the thread deadlocks itself (seen on 3.11 in a deadlock report). No GC here.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return sys._current_frames()
+        finally:
+            if enabled:
+                gc.enable()
