@@ -407,3 +407,43 @@ def test_a_layer_patching_on_top_keeps_locks_tracked_through_rechain() -> None:
     assert StandIn.made == 2
     assert [str(i.summary) for i in order.inversions] == ["lock_a -> lock_b -> lock_a"]
     assert rechain(threading.Lock, StandIn) is StandIn  # no watcher: the stand-in as is
+
+
+class Guard:
+    """A lock taken through a helper: ``with guard:`` calls ``acquire()`` in ``__enter__``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_stack_shows_the_line_that_took_the_lock_through_a_helper() -> None:
+    # The caller of __enter__ has moved on to the next `with` when the edge is recorded; the
+    # report must still name the line where the first lock was taken.
+    with LockOrder() as order:
+        guard_a, guard_b = Guard(), Guard()
+
+        def forward() -> None:
+            with guard_a:
+                marker = "first lock held"
+                with guard_b:
+                    assert marker
+
+        def backward() -> None:
+            with guard_b:  # noqa: SIM117 - separate lines are the point of this test
+                with guard_a:
+                    pass
+
+        assert run_in_order(forward, backward) == []
+    (inversion,) = order.inversions
+    report = inversion.report()
+    # worker-1 ran forward: its "previously acquired" block is where it took guard_a.
+    block = report.split("in thread 'worker-1':")[1].split("previously acquired by the same")[1]
+    block = block.split("\n\n")[0]
+    assert "with guard_a:" in block, report
+    assert "with guard_b:" not in block, report

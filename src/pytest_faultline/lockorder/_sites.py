@@ -218,23 +218,29 @@ def _attribute(frame: FrameType, source: str) -> str | None:
     return target
 
 
-def stack_at(frame: FrameType | None, lasti: int | None = None) -> tuple[Frame, ...]:
-    """The stack from ``frame`` outwards, innermost last; ``lasti`` pins the innermost line.
+def stack_at(
+    frame: FrameType | None, lasti: int | None = None, back_lasti: int | None = None
+) -> tuple[Frame, ...]:
+    """The stack from ``frame`` outwards, innermost last.
 
-    Runner and threading plumbing are left out; at most ``STACK_LIMIT`` frames are kept.
+    ``lasti`` pins the innermost frame's line and ``back_lasti`` its caller's, as they were when
+    the stack was recorded; outer frames show where they are now. Runner and threading plumbing
+    are left out; at most ``STACK_LIMIT`` frames are kept.
     """
     frames: list[Frame] = []
-    first = True
+    pins = (lasti, back_lasti)
+    depth = 0
     while frame is not None and len(frames) < STACK_LIMIT:
         code = frame.f_code
         filename = code.co_filename
         if filename.startswith(_RUNNER_DIRS):
             break
         if filename not in _PASS_THROUGH and not filename.startswith(_PACKAGE_PREFIX):
-            lineno = line_at(code, lasti) if first and lasti is not None else frame.f_lineno or 0
+            pin = pins[depth] if depth < len(pins) else None
+            lineno = line_at(code, pin) if pin is not None and pin >= 0 else frame.f_lineno or 0
             source = linecache.getline(code.co_filename, lineno).strip()
             frames.append(Frame(code.co_filename, lineno, code.co_name, source))
-        first = False
+        depth += 1
         frame = frame.f_back
     frames.reverse()
     return tuple(frames)

@@ -118,6 +118,7 @@ class TrackedLock:
     __slots__ = (
         "__weakref__",
         "_acq",
+        "_back_lasti",
         "_holder",
         "_inner",
         "_lasti",
@@ -135,6 +136,7 @@ class TrackedLock:
         self._holder: list[TrackedLock] | None = None
         self._site: FrameType | None = None
         self._lasti = -1
+        self._back_lasti = -1
         self.lock_class = lock_class
         self.serial = next(_serials)
         self.ordinal = ordinal
@@ -159,6 +161,8 @@ class TrackedLock:
         frame = _getframe(1)
         self._site = frame
         self._lasti = frame.f_lasti
+        back = frame.f_back
+        self._back_lasti = -1 if back is None else back.f_lasti
         self._holder = held
         held.append(self)
         return True
@@ -171,6 +175,8 @@ class TrackedLock:
         frame = _getframe(1)
         self._site = frame
         self._lasti = frame.f_lasti
+        back = frame.f_back
+        self._back_lasti = -1 if back is None else back.f_lasti
         self._holder = held
         held.append(self)
         return True
@@ -220,7 +226,7 @@ class TrackedLock:
         site = self._site
         if site is None:
             return ()
-        return _sites.stack_at(site, self._lasti)
+        return _sites.stack_at(site, self._lasti, self._back_lasti)
 
     def __repr__(self) -> str:
         state = "locked" if self.locked() else "unlocked"
@@ -261,6 +267,8 @@ class TrackedRLock(TrackedLock):
         frame = _getframe(1)
         self._site = frame
         self._lasti = frame.f_lasti
+        back = frame.f_back
+        self._back_lasti = -1 if back is None else back.f_lasti
         self._count = 1
         self._holder = held
         held.append(self)
@@ -278,6 +286,8 @@ class TrackedRLock(TrackedLock):
         frame = _getframe(1)
         self._site = frame
         self._lasti = frame.f_lasti
+        back = frame.f_back
+        self._back_lasti = -1 if back is None else back.f_lasti
         self._count = 1
         self._holder = held
         held.append(self)
@@ -342,6 +352,8 @@ class TrackedRLock(TrackedLock):
         frame = _getframe(1)
         self._site = frame
         self._lasti = frame.f_lasti
+        back = frame.f_back
+        self._back_lasti = -1 if back is None else back.f_lasti
         self._count = count
         self._holder = held
         held.append(self)
