@@ -125,7 +125,7 @@ def test_check_then_act_on_dict_found(faultline: Faultline) -> None:
         faultline.explore(registry_body(Registry), runs=200)
     report = notes(info.value)
     assert "raised in T" in report
-    assert "release L1" in report
+    assert "release Registry.lock (L1)" in report
 
 
 def test_check_then_act_fixed_survives_every_schedule(faultline: Faultline) -> None:
@@ -141,7 +141,8 @@ def test_check_then_act_fixed_survives_every_schedule(faultline: Faultline) -> N
 
 def abba_body(inverted: bool) -> Callable[[], None]:
     def body() -> None:
-        first, second = threading.Lock(), threading.Lock()
+        first = threading.Lock()
+        second = threading.Lock()
 
         def forward() -> None:
             with first, second:
@@ -161,8 +162,12 @@ def test_abba_deadlock_reported_as_cycle(faultline: Faultline) -> None:
     with pytest.raises(DeadlockError) as info:
         faultline.explore(abba_body(inverted=True), runs=200)
     message = str(info.value)
-    assert "wait-for cycle: T1 holds L1 waits L2; T2 holds L2 waits L1" in message
-    assert "L1 = Lock created at test_sched_bugs.py:" in message
+    # Locks are named as lock-order reports name them, with a short id.
+    assert (
+        "wait-for cycle: T1 holds first (L1) waits second (L2); "
+        "T2 holds second (L2) waits first (L1)"
+    ) in message
+    assert "first (L1) = Lock created at test_sched_bugs.py:" in message
     assert "in forward: with first, second:" in message  # each thread's stack
     assert "1 preemption(s)" in notes(info.value)
 
@@ -210,8 +215,10 @@ def test_lost_wakeup_reported(faultline: Faultline) -> None:
     with pytest.raises(DeadlockError) as info:
         faultline.explore(wakeup_body(fixed=False), runs=200, preempt="lines", modules=[HERE])
     message = str(info.value)
-    assert "lost wakeup: T1 waits C1 (wait) and no running thread is left to wake it" in message
-    assert "C1 = Condition created at test_sched_bugs.py:" in message
+    assert (
+        "lost wakeup: T1 waits cond (C1) (wait) and no running thread is left to wake it" in message
+    )
+    assert "cond (C1) = Condition created at test_sched_bugs.py:" in message
 
 
 def test_lost_wakeup_fixed_survives_every_schedule(faultline: Faultline) -> None:

@@ -97,10 +97,11 @@ def test_buggy_deadlock_names_both_locks_and_threads(faultline):
     found = faultline.explore(lambda: client_and_watchdog(buggy), runs=RUNS, raises=False)
     assert isinstance(found.failure, DeadlockError), found.report
     text = str(found.failure)
-    assert "T1 (client feDAQ) waits L1 at core.py" in text
-    assert "T2 (cm_watchdog) waits R1 at core.py" in text
-    assert f"L1 = Lock {created_at(core.SysMsg, '_sysmsg_lock')}" in text
-    assert f"R1 = RLock {created_at(core.Odb, '_odb_lock')}" in text
+    # Locks are named by the attribute they were assigned to, as in lock-order reports.
+    assert "T1 (client feDAQ) waits SysMsg._sysmsg_lock (L1) at core.py" in text
+    assert "T2 (cm_watchdog) waits Odb._odb_lock (R1) at core.py" in text
+    assert f"SysMsg._sysmsg_lock (L1) = Lock {created_at(core.SysMsg, '_sysmsg_lock')}" in text
+    assert f"Odb._odb_lock (R1) = RLock {created_at(core.Odb, '_odb_lock')}" in text
     assert "in cm_disconnect_experiment" in text
     assert "in cm_watchdog" in text
     assert found.token  # a replayable schedule

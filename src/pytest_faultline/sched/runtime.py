@@ -263,10 +263,15 @@ class Scheduler:
     # -- resources and threads ------------------------------------------------------------------
 
     def name_resource(self, obj: object, prefix: str) -> None:
-        """Give a primitive created during the run a short name (L1, C2, ...) and its site."""
+        """Name a primitive created during the run: the attribute or variable it was assigned to,
+        as lock-order reports name it, with a short id (``Odb._odb_lock (R1)``), else the id."""
+        from ..lockorder._sites import lock_class_here
+
         number = self._counters.get(prefix, 0) + 1
         self._counters[prefix] = number
-        obj._fl_name = f"{prefix}{number}"  # type: ignore[attr-defined]
+        label = f"{prefix}{number}"
+        attr = lock_class_here(type(obj).__name__.removeprefix("Managed"), 0).attr
+        obj._fl_name = f"{attr} ({label})" if attr else label  # type: ignore[attr-defined]
         obj._fl_site = site_of(user_frame(3))  # type: ignore[attr-defined]
 
     def new_thread(self, thread: threading.Thread | None) -> ThreadRecord:
