@@ -476,11 +476,12 @@ class Faultline:
 
         return replay(self, fn, token, **options)
 
-    def confine(self, obj: Any) -> Any:
-        """Confine ``obj`` to the current thread: use from another thread raises."""
+    def confine(self, obj: Any, *, allow: Any = None) -> Any:
+        """Confine ``obj`` to the current thread: use from another thread raises, except from
+        the threads (or thread names) in ``allow``."""
         from .lockorder import confine
 
-        return confine(self, obj)
+        return confine(self, obj, allow)
 
     def transfer(self, obj: Any, thread: Any) -> None:
         """Hand a confined object over to ``thread``."""

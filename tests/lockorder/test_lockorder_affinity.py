@@ -260,3 +260,61 @@ def test_guarded_methods_follow_a_monkeypatched_class(
     second = affinity.confine(Server())  # the guard class made for `first` is reused
     assert second.process() == 42
     assert isinstance(in_thread(second.process), ThreadAffinityError)
+
+
+def test_allow_lets_named_threads_use_the_object(affinity: Affinity) -> None:
+    server = affinity.confine(Server(), allow=("helper",))
+    server.pending.append("x")
+    assert in_thread(server.process, name="helper") is None  # allowed by name
+    error = in_thread(server.process, name="intruder")
+    assert isinstance(error, ThreadAffinityError)
+    assert "'intruder' called its method 'process'" in str(error)
+
+
+def test_allow_takes_thread_objects(faultline: Faultline) -> None:
+    done = threading.Event()
+    server = Server()
+    worker = threading.Thread(target=lambda: (server.process(), done.set()), name="worker")
+    faultline.confine(server, allow=[worker])  # allowed before it has started
+    worker.start()
+    worker.join(BOUND_S)
+    assert done.is_set()
+
+
+@pytest.mark.parametrize("allow", [42, [1, 2], {"helper": 1}])
+def test_bad_allow_is_refused(faultline: Faultline, allow: object) -> None:
+    with pytest.raises(FaultlineError, match="allow= takes threads or thread names"):
+        faultline.confine(Server(), allow=allow)
+
+
+def test_scenario_allow_end_to_end(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        server="""
+        class Server:
+            def process(self):
+                return 1
+        """,
+        test_allow="""
+        import threading
+        import pytest
+        from server import Server
+
+        def use_from(name, obj):
+            out = []
+            t = threading.Thread(target=lambda: out.append(obj.process()), name=name)
+            t.start()
+            t.join(10)
+            return out
+
+        @pytest.mark.faultline("thread_affinity", types=["server:Server"], allow=["helper"])
+        def test_helper_may(faultline):
+            assert use_from("helper", Server()) == [1]
+
+        @pytest.mark.faultline("thread_affinity", types=["server:Server"], allow=["helper"])
+        def test_others_may_not(faultline):
+            assert use_from("intruder", Server()) == [1]
+        """,
+    )
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*ThreadAffinityError*'intruder' called its method 'process'*"])

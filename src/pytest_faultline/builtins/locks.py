@@ -26,13 +26,14 @@ def lock_order(faultline: Faultline, fail: bool = True) -> None:
 
 
 @scenario("thread_affinity")
-def thread_affinity(faultline: Faultline, types: list[str]) -> None:
+def thread_affinity(faultline: Faultline, types: list[str], allow: list[str] | None = None) -> None:
     """Instances of `types` (import paths) raise when used from a thread other than their maker.
 
     Each instance made during the test is confined to the thread that made it: a method call or
     attribute write from another thread raises ``ThreadAffinityError`` naming both threads and
-    where the object was made. ``faultline.transfer(obj, thread)`` hands one over.
+    where the object was made. ``allow`` names threads that may use them too;
+    ``faultline.transfer(obj, thread)`` hands one over.
     """
     from ..lockorder import confine_types
 
-    confine_types(faultline, types)
+    confine_types(faultline, types, allow)

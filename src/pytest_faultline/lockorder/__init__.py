@@ -77,14 +77,17 @@ def _affinity(faultline: Faultline) -> Affinity:
     return affinity
 
 
-def confine(faultline: Faultline, obj: Any) -> Any:
-    """``faultline.confine(obj)``: confine ``obj`` to the calling thread.
+def confine(faultline: Faultline, obj: Any, allow: Any = None) -> Any:
+    """``faultline.confine(obj, allow=None)``: confine ``obj`` to the calling thread.
 
-    Returns ``obj`` itself (its class is swapped for a guarding subclass until the test ends)
-    or, for built-in types, a guarding proxy to use instead.
+    ``allow`` lists other threads (or thread names) that may use it too. Returns ``obj`` itself
+    (its class is swapped for a guarding subclass until the test ends) or, for built-in types,
+    a guarding proxy to use instead.
     """
+    from .affinity import check_allow
+
     affinity: Affinity = faultline.service(AFFINITY_KEY, _affinity)
-    confined = affinity.confine(obj, depth=2)
+    confined = affinity.confine(obj, depth=2, allow=check_allow(allow))
     faultline.record(
         "thread-affinity",
         type(obj).__qualname__,
@@ -100,7 +103,7 @@ def transfer(faultline: Faultline, obj: Any, thread: Any) -> None:
     faultline.record("thread-affinity", type(obj).__qualname__, f"transferred to {thread.name!r}")
 
 
-def confine_types(faultline: Faultline, types: list[str]) -> None:
+def confine_types(faultline: Faultline, types: list[str], allow: list[str] | None = None) -> None:
     """The ``thread_affinity`` scenario: instances of ``types`` made during the test are
     confined to the thread that made them."""
     if isinstance(types, str) or not types:
@@ -108,10 +111,13 @@ def confine_types(faultline: Faultline, types: list[str]) -> None:
             f"thread_affinity: types must be a non-empty list of import paths such as "
             f"['myapp.server:Server'], got {types!r}"
         )
+    from .affinity import check_allow
+
+    allowed = check_allow(allow)
     classes = [resolve_type(path) for path in types]
     verdict(faultline).wrap_body()
     affinity: Affinity = faultline.service(AFFINITY_KEY, _affinity)
     for cls in classes:
-        affinity.confine_new_instances(cls)
+        affinity.confine_new_instances(cls, allowed)
     names = ", ".join(f"{c.__module__}.{c.__qualname__}" for c in classes)
     faultline.record("thread-affinity", "types", f"confining new instances of {names}")

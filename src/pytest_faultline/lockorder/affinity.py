@@ -49,6 +49,24 @@ GUARDED_DUNDERS = (
 )
 
 
+Allowed = tuple["threading.Thread | str", ...]
+
+
+def check_allow(allow: object) -> Allowed:
+    """``allow`` as a tuple of threads or thread names; FaultlineError for anything else."""
+    if allow is None:
+        return ()
+    items = (allow,) if isinstance(allow, (str, threading.Thread)) else allow
+    if not isinstance(items, (list, tuple, set, frozenset)) or not all(
+        isinstance(t, (str, threading.Thread)) for t in items
+    ):
+        raise FaultlineError(
+            f"allow= takes threads or thread names that may also use the object, such as "
+            f"allow=[worker] or allow=['cas-server'], got {allow!r}"
+        )
+    return tuple(items)
+
+
 @dataclass
 class Confinement:
     """Who owns a confined object and where it was made (or confined)."""
@@ -60,12 +78,18 @@ class Confinement:
     origin: str  # "created" or "confined"
     stack: tuple[Frame, ...]
     on_violation: Callable[[ThreadAffinityError], None] | None
+    allow: Allowed = ()  # other threads that may use it too: Thread objects or thread names
 
     def allowed(self) -> bool:
         ident = self.owner_ident
         if ident is None and self.owner_thread is not None:
             ident = self.owner_ident = self.owner_thread.ident  # handed over before it started
-        return ident == _raw.get_ident()
+        if ident == _raw.get_ident():
+            return True
+        if not self.allow:
+            return False
+        here = _raw.current_thread()
+        return any(t is here or t == here.name for t in self.allow)
 
     def violation(self, what: str) -> ThreadAffinityError:
         here = _raw.current_thread().name
@@ -218,10 +242,13 @@ class Affinity:
         self._inits: list[tuple[type, object]] = []
         self.violations: list[ThreadAffinityError] = []
 
-    def confine(self, obj: object, *, origin: str = "confined", depth: int = 0) -> Any:
+    def confine(
+        self, obj: object, *, origin: str = "confined", depth: int = 0, allow: Allowed = ()
+    ) -> Any:
         """Confine ``obj`` to the calling thread; returns ``obj`` (or a guarding proxy).
 
-        ``depth`` counts frames above the caller to the code that made or confined ``obj``.
+        ``depth`` counts frames above the caller to the code that made or confined ``obj``;
+        ``allow`` names other threads (or thread names) that may use it too.
         """
         existing = _CONFINED.get(id(obj))
         if existing is not None:
@@ -243,6 +270,7 @@ class Affinity:
             origin=origin,
             stack=stack,
             on_violation=self._violated,
+            allow=allow,
         )
         target: Any = obj
         original: type | None = cls
@@ -293,7 +321,7 @@ class Affinity:
         state.owner_ident = thread.ident
         state.owner_name = thread.name
 
-    def confine_new_instances(self, cls: type) -> None:
+    def confine_new_instances(self, cls: type, allow: Allowed = ()) -> None:
         """Confine every instance of ``cls`` made from now on to the thread that makes it."""
         original = cls.__dict__.get("__init__", _MISSING)
         base_init: Any = cls.__init__  # type: ignore[misc]
@@ -301,7 +329,7 @@ class Affinity:
         def __init__(obj: Any, *args: Any, **kwargs: Any) -> None:
             base_init(obj, *args, **kwargs)
             if _CONFINED.get(id(obj)) is None:
-                self.confine(obj, origin="created", depth=_init_depth(obj))
+                self.confine(obj, origin="created", depth=_init_depth(obj), allow=allow)
 
         __init__.__qualname__ = f"{cls.__qualname__}.__init__"
         __init__.__doc__ = getattr(base_init, "__doc__", None)
