@@ -19,6 +19,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     ".": {"passed": 3, "xfailed": 1},
     "failcall": {"passed": 2},
     "lockorder": {"passed": 3, "xfailed": 2},
+    "sched": {"passed": 2, "xfailed": 2},
     "sockets": {"passed": 6, "xfailed": 1},
 }
 
