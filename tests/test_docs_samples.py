@@ -18,6 +18,7 @@ SAMPLES = Path(__file__).resolve().parent.parent / "docs" / "samples"
 EXPECTED: dict[str, dict[str, int]] = {
     ".": {"passed": 3, "xfailed": 1},
     "failcall": {"passed": 2},
+    "hooks": {"passed": 1},
     "lockorder": {"passed": 3, "xfailed": 2},
     "sched": {"passed": 2, "xfailed": 2},
     "sockets": {"passed": 6, "xfailed": 1},
@@ -38,7 +39,33 @@ def test_every_topic_is_listed() -> None:
 @pytest.mark.parametrize("topic", sorted(EXPECTED))
 def test_docs_samples_pass(pytester: pytest.Pytester, topic: str) -> None:
     copy_topic(topic, pytester.path)
-    result = pytester.runpytest_subprocess(
+    result = run_samples(pytester)
+    result.assert_outcomes(**EXPECTED[topic])
+
+
+def run_samples(pytester: pytest.Pytester) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-p", "no:randomly", "-W", "error", "-q"
     )
-    result.assert_outcomes(**EXPECTED[topic])
+
+
+def test_hooks_sample_reports_a_failing_tests_token(pytester: pytest.Pytester) -> None:
+    # The hooks page's failure hook only runs when a test fails under faults: add one.
+    copy_topic("hooks", pytester.path)
+    pytester.makepyfile(
+        test_fails="""
+        from disk import write
+
+        def test_disk_down(faultline):
+            faultline.arm("disk.write", OSError("disk down"))
+            write([], "hello")
+        """
+    )
+    result = run_samples(pytester)
+    result.assert_outcomes(passed=EXPECTED["hooks"]["passed"], failed=1)
+    lines = (pytester.path / "faultline-tokens.txt").read_text().splitlines()
+    assert len(lines) == 1
+    nodeid, token = lines[0].split(" ")
+    assert nodeid == "test_fails.py::test_disk_down"
+    assert token.startswith("fl1.")
+    result.stdout.fnmatch_lines([f"*--faultline-replay={token}*"])
