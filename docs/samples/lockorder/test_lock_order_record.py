@@ -15,24 +15,28 @@ class Store:
     def __init__(self):
         self._odb_lock = threading.RLock()
         self._msg_lock = threading.Lock()
+        self.odb = {}
+        self.log = []
 
-    def write(self):
+    def write(self, key, value):
         with self._odb_lock:
+            self.odb[key] = value
             with self._msg_lock:
-                pass
+                self.log.append(f"wrote {key}")
 
-    def message(self):
+    def message(self, text):
         with self._odb_lock:
+            self.odb["last_message"] = text
             with self._msg_lock:
-                pass
+                self.log.append(text)
 
 
 def run_the_system():
     store = Store()
-    writer = threading.Thread(target=store.write)
+    writer = threading.Thread(target=store.write, args=("run", 1))
     writer.start()
     writer.join(5)
-    store.message()
+    store.message("run started")
 
 
 @pytest.mark.faultline("lock_order", fail=False)

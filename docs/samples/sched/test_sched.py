@@ -20,22 +20,18 @@ def run_threads(threads):
 @pytest.mark.faultline("thread_preemption", runs=200)
 def test_concurrent_transfers():
     accounts = Accounts({"a": 10, "b": 0})  # fresh for every schedule
-    threads = [
-        threading.Thread(target=accounts.transfer_all, args=("a", "b")) for _ in range(2)
-    ]
+    threads = [threading.Thread(target=accounts.transfer_all, args=("a", "b")) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(5)
     assert accounts.balances() == {"a": 0, "b": 10}
 
 
 @pytest.mark.faultline("thread_preemption", runs=200)
 def test_fixed_transfers():
     accounts = FixedAccounts({"a": 10, "b": 0})
-    run_threads(
-        [threading.Thread(target=accounts.transfer_all, args=("a", "b")) for _ in range(2)]
-    )
+    run_threads([threading.Thread(target=accounts.transfer_all, args=("a", "b")) for _ in range(2)])
     assert accounts.balances() == {"a": 0, "b": 10}
 
 

@@ -75,4 +75,3 @@ class Server:
         self._stop.set()
         self._thread.join(BOUND_S)
         self._listener.close()
-
