@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .controller import Faultline
-from .decider import ReplayToken, derive_seed, test_fingerprint
 from .errors import ReplayTokenError, ScenarioError, TargetError
 from .report import TokenCache
 from .settings import SETTINGS_KEY
 
+if TYPE_CHECKING:
+    # The controller and decider load when a test first uses the fixture, not with the plugin:
+    # a suite that never asks for faults does not pay for them.
+    from .controller import Faultline
+    from .decider import ReplayToken
+
 __all__ = ["CONTROLLER_KEY", "LIVE", "TOKENS_KEY", "faultline", "scenario_requests"]
 
-CONTROLLER_KEY = pytest.StashKey[Faultline]()
+CONTROLLER_KEY = pytest.StashKey["Faultline"]()
 TOKENS_KEY = pytest.StashKey[TokenCache]()
 LIVE: set[Faultline] = set()  # controllers not yet closed, closed at unconfigure as a last resort
 
@@ -43,6 +47,8 @@ def scenario_requests(item: pytest.Item) -> list[tuple[str, dict[str, Any], str]
 
 
 def _token_for(item: pytest.Item) -> ReplayToken | None:
+    from .decider import ReplayToken, test_fingerprint
+
     settings = item.config.stash[SETTINGS_KEY]
     fingerprint = test_fingerprint(item.nodeid)
     if settings.replay is not None and settings.replay.test == fingerprint:
@@ -69,6 +75,9 @@ def faultline(request: pytest.FixtureRequest) -> Iterator[Faultline]:
     ``@pytest.mark.faultline`` and ``--faultline`` are applied before the test starts. Every
     patch is undone when the test ends, in reverse order, even if it fails or is interrupted.
     """
+    from .controller import Faultline
+    from .decider import derive_seed
+
     item = request.node
     settings = item.config.stash[SETTINGS_KEY]
     for stale in list(LIVE):  # a crashed earlier test must not leak into this one

@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from ..actions import Disconnect
 from ..errors import FaultlineError, ScenarioError, TargetError
 from ..registry import scenario
 
@@ -38,6 +37,8 @@ def disconnect_mid_recycle(
     """
     with _as_scenario_error("disconnect_mid_recycle"):
         faultline.sockets  # noqa: B018  - installs the socket layer so its connections can be dropped
+        from ..actions import Disconnect
+
         faultline.arm(at, Disconnect(), times=times)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import _raw
+from ..actions import PROCEED, Action, Hit
 from ..errors import FaultlineError
 from ._park import park
 
@@ -315,3 +316,20 @@ class Clock:
         for thread in threading.enumerate():
             if isinstance(thread, ClockTimer) and getattr(thread, "_clock", None) is self:
                 thread.join(JOIN_BOUND_S)
+
+
+class ClockJump(Action):
+    """Advance the test's clock by ``seconds`` (firing what falls due), then go on."""
+
+    kind = "jump"
+
+    def __init__(self, clock: Clock, seconds: float) -> None:
+        self.clock = clock
+        self.seconds = seconds
+
+    def perform(self, hit: Hit) -> Any:
+        self.clock.advance(self.seconds)
+        return PROCEED
+
+    def describe(self) -> str:
+        return f"clock jumps +{self.seconds:g}s"
