@@ -8,6 +8,7 @@ one proxy thread). Run: ``PYTHONPATH=src python benchmarks/bench_proxy.py``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import socket
@@ -54,6 +55,9 @@ def serve(handler: Callable[[socket.socket], None]) -> Iterator[Address]:
     try:
         yield listener.getsockname()
     finally:
+        # close() alone does not wake a thread blocked in accept() on Linux; shutdown() does.
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
         listener.close()
         acceptor.join(TIMEOUT_S)
         for thread in threads:
