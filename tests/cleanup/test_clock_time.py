@@ -51,7 +51,7 @@ def test_time_is_real_again_after_the_test(pytester: pytest.Pytester) -> None:
         import threading, time
         import pytest
 
-        def test_jump(faultline: Faultline):
+        def test_jump(faultline):
             faultline.clock.advance(3600 * 24 * 365)
             assert time.time() > REAL + 3600 * 24 * 300
 
@@ -138,7 +138,7 @@ def test_timers_left_pending_are_cancelled_and_reported(pytester: pytest.Pyteste
 
         FIRED = []
 
-        def test_leaves_a_timer(faultline: Faultline):
+        def test_leaves_a_timer(faultline):
             faultline.clock
             threading.Timer(3600, lambda: FIRED.append(1)).start()
             assert False, "fail to show the report"
