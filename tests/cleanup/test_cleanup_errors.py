@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import cleanup_apps
 import pytest
 
 from pytest_faultline import FaultlineError, TargetError
+from pytest_faultline.controller import Faultline
 
 
 @pytest.mark.parametrize(
@@ -38,13 +40,14 @@ from pytest_faultline import FaultlineError, TargetError
         ({"target": 42}, "defer() cannot hold calls to 42; defer() takes a function"),
     ],
 )
-def test_bad_defer_arguments(faultline, kwargs: dict[str, object], message: str) -> None:
+def test_bad_defer_arguments(faultline: Faultline, kwargs: dict[str, Any], message: str) -> None:
+    # Any: the cases pass deliberately wrong types, which defer() must refuse at run time.
     target = kwargs.pop("target")
     with pytest.raises(FaultlineError, match=re.escape(message)):
         faultline.defer(target, **kwargs)
 
 
-def test_local_functions_cannot_be_deferred(faultline) -> None:
+def test_local_functions_cannot_be_deferred(faultline: Faultline) -> None:
     def local() -> None:
         pass
 
@@ -52,6 +55,6 @@ def test_local_functions_cannot_be_deferred(faultline) -> None:
         faultline.defer(local)
 
 
-def test_unknown_until_target_is_named(faultline) -> None:
+def test_unknown_until_target_is_named(faultline: Faultline) -> None:
     with pytest.raises(TargetError, match="target 'cleanup_apps:nope': 'cleanup_apps' has no"):
         faultline.defer(cleanup_apps.expire_session, until="cleanup_apps:nope")

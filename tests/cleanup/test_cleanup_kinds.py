@@ -11,6 +11,8 @@ import cleanup_apps
 import pytest
 from cleanup_apps import ran_log
 
+from pytest_faultline.controller import Faultline
+
 BOUND_S = 5.0
 MAIN = threading.main_thread().name
 
@@ -25,7 +27,7 @@ def _clear_events() -> Iterator[None]:
 # -- threading.Timer ------------------------------------------------------------------------------
 
 
-def test_timer_callback_waits_on_its_timer_thread(faultline) -> None:
+def test_timer_callback_waits_on_its_timer_thread(faultline: Faultline) -> None:
     deferral = faultline.defer(cleanup_apps.expire_session)
     timer = threading.Timer(0, cleanup_apps.expire_session, args=("A",))
     timer.start()
@@ -39,7 +41,7 @@ def test_timer_callback_waits_on_its_timer_thread(faultline) -> None:
     assert not timer.is_alive()
 
 
-def test_timer_and_held_call_fall_due_in_order_on_advance(faultline) -> None:
+def test_timer_and_held_call_fall_due_in_order_on_advance(faultline: Faultline) -> None:
     """A held call released after 30 s of clock time, between two clock-driven timers."""
     clock = faultline.clock
     deferral = faultline.defer(cleanup_apps.expire_session, seconds=30)
@@ -58,7 +60,7 @@ def test_timer_and_held_call_fall_due_in_order_on_advance(faultline) -> None:
     worker.join(BOUND_S)
 
 
-def test_held_call_is_not_released_before_its_seconds(faultline) -> None:
+def test_held_call_is_not_released_before_its_seconds(faultline: Faultline) -> None:
     deferral = faultline.defer(cleanup_apps.expire_session, seconds=5)
     cleanup_apps.expire_session("A")  # on the test's thread: held, returns at once
     faultline.clock.advance(4.5)
@@ -71,7 +73,7 @@ def test_held_call_is_not_released_before_its_seconds(faultline) -> None:
 # -- weakref.finalize -----------------------------------------------------------------------------
 
 
-def test_finalizer_is_held_until_release(faultline) -> None:
+def test_finalizer_is_held_until_release(faultline: Faultline) -> None:
     deferral = faultline.defer(cleanup_apps.release_buffer)
     buffer = cleanup_apps.Buffer(7)
     finalizer = buffer.finalizer
@@ -84,7 +86,7 @@ def test_finalizer_is_held_until_release(faultline) -> None:
     assert call.mode == "inline"
 
 
-def test_finalizer_on_a_worker_does_not_park_the_worker(faultline) -> None:
+def test_finalizer_on_a_worker_does_not_park_the_worker(faultline: Faultline) -> None:
     """A finalizer runs wherever the last reference dies; parking there could block any code,
     so its call returns at once and runs later on the releasing thread."""
     deferral = faultline.defer(cleanup_apps.release_buffer)
@@ -103,7 +105,7 @@ def test_finalizer_on_a_worker_does_not_park_the_worker(faultline) -> None:
 # -- asyncio under asyncio.run --------------------------------------------------------------------
 
 
-def test_call_soon_and_call_later_are_held_and_reposted_to_the_loop(faultline) -> None:
+def test_call_soon_and_call_later_are_held_and_reposted_to_the_loop(faultline: Faultline) -> None:
     deferral = faultline.defer(cleanup_apps.on_closed, until=cleanup_apps.reopen)
 
     async def main() -> None:
@@ -121,7 +123,7 @@ def test_call_soon_and_call_later_are_held_and_reposted_to_the_loop(faultline) -
     assert {thread for _, thread in ran_log} == {MAIN}
 
 
-def test_future_done_callback_is_held(faultline) -> None:
+def test_future_done_callback_is_held(faultline: Faultline) -> None:
     deferral = faultline.defer(cleanup_apps.on_done)
 
     async def main() -> None:
@@ -137,7 +139,9 @@ def test_future_done_callback_is_held(faultline) -> None:
     asyncio.run(main())
 
 
-def test_loop_callback_runs_on_the_loop_thread_when_released_from_another(faultline) -> None:
+def test_loop_callback_runs_on_the_loop_thread_when_released_from_another(
+    faultline: Faultline,
+) -> None:
     """A loop in a background thread: release() on the test's thread posts the held callback
     back to the loop, which runs it on its own thread; release() waits for it."""
     deferral = faultline.defer(cleanup_apps.on_closed)
@@ -157,7 +161,7 @@ def test_loop_callback_runs_on_the_loop_thread_when_released_from_another(faultl
         loop.close()
 
 
-def test_coroutine_task_completes_only_after_release(faultline) -> None:
+def test_coroutine_task_completes_only_after_release(faultline: Faultline) -> None:
     deferral = faultline.defer(cleanup_apps.close_session, until="cleanup_apps:reopen")
 
     async def main() -> str:
@@ -180,7 +184,7 @@ def test_coroutine_task_completes_only_after_release(faultline) -> None:
 
 
 @pytest.mark.asyncio
-async def test_pytest_asyncio_callback_and_task_are_held(faultline) -> None:
+async def test_pytest_asyncio_callback_and_task_are_held(faultline: Faultline) -> None:
     callbacks = faultline.defer(cleanup_apps.on_closed)
     tasks = faultline.defer(cleanup_apps.close_session, until=cleanup_apps.reopen)
     loop = asyncio.get_running_loop()
@@ -200,7 +204,7 @@ async def test_pytest_asyncio_callback_and_task_are_held(faultline) -> None:
 @pytest.mark.faultline(
     "delayed_cleanup", target="cleanup_apps:close_session", until="cleanup_apps:reopen"
 )
-async def test_pytest_asyncio_with_the_marker(faultline) -> None:
+async def test_pytest_asyncio_with_the_marker(faultline: Faultline) -> None:
     task = asyncio.create_task(cleanup_apps.close_session("C"))
     await asyncio.sleep(0)
     assert not task.done()

@@ -9,6 +9,7 @@ import pytest
 from cleanup_apps import FixedRegistry, NaiveRegistry, StaleHandle
 
 from pytest_faultline.cleanup import deferrals
+from pytest_faultline.controller import Faultline
 
 BOUND_S = 5.0
 
@@ -27,12 +28,12 @@ def fixed() -> Iterator[FixedRegistry]:
     registry.close()
 
 
-def reuse_after_disconnect(registry: cleanup_apps._WorkerRegistry, faultline: object) -> str:
+def reuse_after_disconnect(registry: NaiveRegistry | FixedRegistry, faultline: Faultline) -> str:
     """A connects and disconnects; once the worker holds A's cleanup, B connects (reusing A's
     slot); the cleanup is released when ``connect`` returns. Returns where B's messages go."""
     registry.connect("A")
     registry.disconnect("A")
-    (deferral,) = deferrals(faultline)  # type: ignore[arg-type]
+    (deferral,) = deferrals(faultline)
     assert deferral.wait(1, timeout=BOUND_S), "the worker never reached its cleanup"
     handle_b = registry.connect("B")
     assert deferral.released, "connect() returning should have released the cleanup"
@@ -51,7 +52,9 @@ def test_naive_registry_works_when_the_worker_is_prompt(naive: NaiveRegistry) ->
     target="cleanup_apps:NaiveRegistry.forget",
     until="cleanup_apps:NaiveRegistry.connect",
 )
-def test_late_cleanup_wipes_the_next_clients_session(naive: NaiveRegistry, faultline) -> None:
+def test_late_cleanup_wipes_the_next_clients_session(
+    naive: NaiveRegistry, faultline: Faultline
+) -> None:
     with pytest.raises(StaleHandle, match="slot 1 belongs to None, not 'B'"):
         reuse_after_disconnect(naive, faultline)
     (deferral,) = deferrals(faultline)
@@ -83,13 +86,17 @@ def test_late_cleanup_wipes_the_next_clients_session(naive: NaiveRegistry, fault
     target="cleanup_apps:FixedRegistry.forget",
     until="cleanup_apps:FixedRegistry.connect",
 )
-def test_synchronous_cleanup_survives_a_late_worker(fixed: FixedRegistry, faultline) -> None:
+def test_synchronous_cleanup_survives_a_late_worker(
+    fixed: FixedRegistry, faultline: Faultline
+) -> None:
     assert reuse_after_disconnect(fixed, faultline) == "B"
     assert fixed.forgotten == ["A"]
     assert fixed.cleanup_threads == ["cleanup-worker"]
 
 
-def test_the_worker_keeps_its_queue_order_while_parked(naive: NaiveRegistry, faultline) -> None:
+def test_the_worker_keeps_its_queue_order_while_parked(
+    naive: NaiveRegistry, faultline: Faultline
+) -> None:
     """A parked worker is a late worker: messages queued behind the held one wait behind it."""
     deferral = faultline.defer(NaiveRegistry.forget)
     naive.connect("A")

@@ -10,6 +10,7 @@ import pytest
 from cleanup_apps import ran_log
 
 from pytest_faultline import actions, point
+from pytest_faultline.controller import Faultline
 
 BOUND_S = 5.0
 MAIN = threading.main_thread().name
@@ -26,7 +27,7 @@ def fail_cleanup(name: str) -> None:
     raise ValueError(f"cleanup of {name} failed")
 
 
-def test_until_a_point_releases_each_time_it_is_reached(faultline) -> None:
+def test_until_a_point_releases_each_time_it_is_reached(faultline: Faultline) -> None:
     deferral = faultline.defer(cleanup_apps.expire_session, until="cleanup.reused")
     cleanup_apps.expire_session("A")
     cleanup_apps.expire_session("A")  # equal arguments: still two calls
@@ -42,7 +43,7 @@ def test_until_a_point_releases_each_time_it_is_reached(faultline) -> None:
     assert faultline.hits("cleanup.reused") == 2
 
 
-def test_whichever_of_until_and_seconds_comes_first(faultline) -> None:
+def test_whichever_of_until_and_seconds_comes_first(faultline: Faultline) -> None:
     deferral = faultline.defer(cleanup_apps.expire_session, until="cleanup.reused", seconds=10)
     cleanup_apps.expire_session("A")
     faultline.clock.advance(10)
@@ -56,7 +57,7 @@ def test_whichever_of_until_and_seconds_comes_first(faultline) -> None:
     ]
 
 
-def test_the_context_manager_releases_on_exit(faultline) -> None:
+def test_the_context_manager_releases_on_exit(faultline: Faultline) -> None:
     with faultline.defer(cleanup_apps.expire_session) as deferral:
         cleanup_apps.expire_session("A")
         assert ran_log == []
@@ -67,7 +68,7 @@ def test_the_context_manager_releases_on_exit(faultline) -> None:
     assert len(deferral.calls) == 1
 
 
-def test_a_parked_call_that_raises_raises_on_its_own_thread(faultline) -> None:
+def test_a_parked_call_that_raises_raises_on_its_own_thread(faultline: Faultline) -> None:
     deferral = faultline.defer(fail_cleanup)
     caught: list[BaseException] = []
 
@@ -89,7 +90,7 @@ def test_a_parked_call_that_raises_raises_on_its_own_thread(faultline) -> None:
     assert "fail_cleanup('A') raised ValueError('cleanup of A failed') on [worker]" in ran.detail
 
 
-def test_a_held_call_on_another_thread_is_released_by_the_clock_there(faultline) -> None:
+def test_a_held_call_on_another_thread_is_released_by_the_clock_there(faultline: Faultline) -> None:
     """Released by an advance made on a third thread: the parked worker still runs it."""
     deferral = faultline.defer(cleanup_apps.expire_session, seconds=1)
     clock = faultline.clock
@@ -105,7 +106,7 @@ def test_a_held_call_on_another_thread_is_released_by_the_clock_there(faultline)
     assert release.thread == "mover"
 
 
-def test_a_disconnect_and_a_preemption_inside_the_window(faultline) -> None:
+def test_a_disconnect_and_a_preemption_inside_the_window(faultline: Faultline) -> None:
     """Other faults fire while a call is held; the call still waits for its own release."""
     seen: list[tuple[str, int]] = []
     faultline.add_handler("disconnect", lambda hit: seen.append(("disconnect", len(ran_log))))
@@ -127,7 +128,7 @@ def test_a_disconnect_and_a_preemption_inside_the_window(faultline) -> None:
 
 
 @pytest.mark.faultline("delayed_cleanup", target="cleanup_apps:expire_session", seconds=5)
-def test_the_marker_with_seconds_runs_on_the_clock(faultline) -> None:
+def test_the_marker_with_seconds_runs_on_the_clock(faultline: Faultline) -> None:
     cleanup_apps.expire_session("A")
     faultline.clock.advance(4)
     assert ran_log == []

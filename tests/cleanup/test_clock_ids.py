@@ -13,12 +13,13 @@ import pytest
 from cleanup_apps import ImmediateIds, QuarantinedIds, Server, StaleHandle
 
 from pytest_faultline.cleanup import ClockTimer
+from pytest_faultline.controller import Faultline
 
 JUMP = pytest.mark.faultline("clock_jump", at="server.heartbeat", seconds=75)
 
 
 @pytest.fixture
-def immediate(faultline) -> Iterator[Server]:
+def immediate(faultline: Faultline) -> Iterator[Server]:
     _ = faultline.clock  # the server's timers run on the test's clock: start it first
     server = Server(ImmediateIds())
     server.start()
@@ -27,7 +28,7 @@ def immediate(faultline) -> Iterator[Server]:
 
 
 @pytest.fixture
-def quarantined(faultline) -> Iterator[Server]:
+def quarantined(faultline: Faultline) -> Iterator[Server]:
     _ = faultline.clock
     server = Server(QuarantinedIds())
     server.start()
@@ -52,7 +53,9 @@ def test_without_a_jump_nobody_is_disconnected(immediate: Server) -> None:
 
 
 @JUMP
-def test_immediate_reuse_gives_a_reconnecting_clients_id_away(immediate: Server, faultline) -> None:
+def test_immediate_reuse_gives_a_reconnecting_clients_id_away(
+    immediate: Server, faultline: Faultline
+) -> None:
     with pytest.raises(StaleHandle, match="client id 101 of 'A' was given to 'B'"):
         disconnect_reconnect(immediate)
     assert immediate.checks == 7  # at +10 s ... +70 s, each re-arming the next
@@ -68,7 +71,7 @@ def test_quarantined_ids_let_the_client_reconnect(quarantined: Server) -> None:
 
 
 @JUMP
-def test_quarantine_ends_after_its_time(quarantined: Server, faultline) -> None:
+def test_quarantine_ends_after_its_time(quarantined: Server, faultline: Faultline) -> None:
     a = quarantined.connect("A")
     quarantined.heartbeat(a)  # jumps once: the scenario fires on the first arrival only
     quarantined.heartbeat(quarantined.connect("B"))

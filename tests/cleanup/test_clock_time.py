@@ -7,18 +7,20 @@ import json
 import queue
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from pytest_faultline import FaultlineError
 from pytest_faultline._raw import RawEvent
 from pytest_faultline.cleanup import ClockTimer, active_clock, set_park_hook
+from pytest_faultline.controller import Faultline
 
 BOUND_S = 5.0
 NOT_BEFORE_S = 0.3  # a real Timer of 0.05 s would certainly have fired in this long
 
 
-def test_time_functions_follow_the_clock(faultline) -> None:
+def test_time_functions_follow_the_clock(faultline: Faultline) -> None:
     clock = faultline.clock
     t0, m0, now0 = time.time(), time.monotonic(), dt.datetime.now()
     assert t0 == clock.time()
@@ -32,7 +34,7 @@ def test_time_functions_follow_the_clock(faultline) -> None:
     assert time.perf_counter() == pytest.approx(m0 + 90.25)
 
 
-def test_the_clock_starts_at_the_real_time_and_can_be_set(faultline) -> None:
+def test_the_clock_starts_at_the_real_time_and_can_be_set(faultline: Faultline) -> None:
     before = dt.datetime.now(dt.timezone.utc)
     clock = faultline.clock
     assert abs(clock.time() - before.timestamp()) < 60
@@ -63,7 +65,7 @@ def test_time_is_real_again_after_the_test(pytester: pytest.Pytester) -> None:
     pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=2)
 
 
-def test_timers_fire_on_advance_and_not_before(faultline) -> None:
+def test_timers_fire_on_advance_and_not_before(faultline: Faultline) -> None:
     clock = faultline.clock
     fired = threading.Event()
     seen: list[tuple[str, float]] = []
@@ -88,7 +90,7 @@ def test_timers_fire_on_advance_and_not_before(faultline) -> None:
     assert not timer.is_alive()
 
 
-def test_timers_fire_in_due_order_each_at_its_time(faultline) -> None:
+def test_timers_fire_in_due_order_each_at_its_time(faultline: Faultline) -> None:
     clock = faultline.clock
     start = clock.time()
     seen: list[tuple[str, float]] = []
@@ -101,7 +103,7 @@ def test_timers_fire_in_due_order_each_at_its_time(faultline) -> None:
     assert clock.time() - start == 30
 
 
-def test_a_periodic_timer_rearms_within_one_advance(faultline) -> None:
+def test_a_periodic_timer_rearms_within_one_advance(faultline: Faultline) -> None:
     clock = faultline.clock
     ticks: list[float] = []
     start = clock.time()
@@ -117,7 +119,7 @@ def test_a_periodic_timer_rearms_within_one_advance(faultline) -> None:
     assert clock.next_due() == 3
 
 
-def test_a_cancelled_timer_never_fires(faultline) -> None:
+def test_a_cancelled_timer_never_fires(faultline: Faultline) -> None:
     clock = faultline.clock
     fired: list[int] = []
     timer = threading.Timer(1, lambda: fired.append(1))
@@ -156,7 +158,7 @@ def test_timers_left_pending_are_cancelled_and_reported(pytester: pytest.Pyteste
     assert cancelled[0].endswith(" never fell due")
 
 
-def test_listeners_hear_every_move_and_next_due_says_how_far(faultline) -> None:
+def test_listeners_hear_every_move_and_next_due_says_how_far(faultline: Faultline) -> None:
     clock = faultline.clock
     heard: list[float] = []
     clock.add_listener(lambda c: heard.append(c.time()))
@@ -175,23 +177,23 @@ def test_listeners_hear_every_move_and_next_due_says_how_far(faultline) -> None:
         ("5", "clock.advance() needs seconds >= 0 (a number or a timedelta), got '5'"),
     ],
 )
-def test_bad_advance_says_what_to_pass(faultline, seconds: object, message: str) -> None:
+def test_bad_advance_says_what_to_pass(faultline: Faultline, seconds: object, message: str) -> None:
     with pytest.raises(FaultlineError, match=message.replace("(", r"\(").replace(")", r"\)")):
         faultline.clock.advance(seconds)
 
 
-def test_bad_set_says_what_to_pass(faultline) -> None:
+def test_bad_set_says_what_to_pass(faultline: Faultline) -> None:
     with pytest.raises(FaultlineError, match=r"clock.set\(\) needs a datetime.datetime, got 5"):
         faultline.clock.set(5)
 
 
-def test_active_clock_does_not_start_one(faultline) -> None:
+def test_active_clock_does_not_start_one(faultline: Faultline) -> None:
     assert active_clock(faultline) is None
     clock = faultline.clock
     assert active_clock(faultline) is clock
 
 
-def test_parks_go_through_the_installed_hook(faultline) -> None:
+def test_parks_go_through_the_installed_hook(faultline: Faultline) -> None:
     """The thread scheduler makes timer threads and parked workers wait through it."""
     reasons: list[str] = []
 
@@ -218,7 +220,7 @@ def test_parks_go_through_the_installed_hook(faultline) -> None:
     }
 
 
-def test_other_threads_see_the_clock_and_bounded_waits_stay_bounded(faultline) -> None:
+def test_other_threads_see_the_clock_and_bounded_waits_stay_bounded(faultline: Faultline) -> None:
     clock = faultline.clock
     clock.set(dt.datetime(2031, 5, 6, 7, 8, 9))
     seen: list[dt.datetime] = []
@@ -232,7 +234,7 @@ def test_other_threads_see_the_clock_and_bounded_waits_stay_bounded(faultline) -
         queue.Queue().get(timeout=0.01)
 
 
-def test_file_ages_follow_the_clock(faultline, tmp_path) -> None:
+def test_file_ages_follow_the_clock(faultline: Faultline, tmp_path: Path) -> None:
     """The clock starts at the real time, so a file written during the test has a sensible
     age, and the age grows as the clock advances (incident 000's admin-file check)."""
     clock = faultline.clock

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,7 +18,7 @@ MODULE = "tests.core.targets_sample"
 
 
 @pytest.fixture
-def fl() -> Faultline:
+def fl() -> Iterator[Faultline]:
     controller = Faultline(seed=11, nodeid="tests/core/test_arming.py::x")
     yield controller
     controller.close()
@@ -71,7 +72,8 @@ def test_method_static_class_and_inherited_targets(fl: Faultline) -> None:
     conn = sample.Conn()
     assert conn.recycle("drop") == "held"
     assert sample.Conn.version() == 99
-    assert sample.Conn.make() == "made"
+    made: object = sample.Conn.make()  # armed: the action's value, not a Conn
+    assert made == "made"
     assert conn.close() == "not closed"
     assert sample.Base().close() == "closed"  # the base class is untouched
     fl.close()
@@ -140,7 +142,7 @@ def test_teardown_releases_stalled_threads_before_undoing(fl: Faultline) -> None
 
 
 def test_delay_uses_time_sleep(fl: Faultline, monkeypatch: pytest.MonkeyPatch) -> None:
-    slept = []
+    slept: list[float] = []
     monkeypatch.setattr(time, "sleep", slept.append)
     fl.arm("p.delay", actions.Delay(0.25))
     point("p.delay")

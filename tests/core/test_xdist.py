@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -27,5 +28,8 @@ def test_workers_share_the_session_seed(pytester: pytest.Pytester) -> None:
     )
     single.assert_outcomes(passed=6, failed=1)
     alone = json.loads(pytester.path.joinpath("one.json").read_text())
-    seeds = lambda data: {t["nodeid"]: t["seed"] for t in data["tests"]}  # noqa: E731
+
+    def seeds(data: dict[str, Any]) -> dict[str, object]:
+        return {t["nodeid"]: t["seed"] for t in data["tests"]}
+
     assert seeds(spread) == seeds(alone)

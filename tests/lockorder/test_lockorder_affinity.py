@@ -274,7 +274,12 @@ def test_allow_lets_named_threads_use_the_object(affinity: Affinity) -> None:
 def test_allow_takes_thread_objects(faultline: Faultline) -> None:
     done = threading.Event()
     server = Server()
-    worker = threading.Thread(target=lambda: (server.process(), done.set()), name="worker")
+
+    def work() -> None:
+        server.process()
+        done.set()
+
+    worker = threading.Thread(target=work, name="worker")
     faultline.confine(server, allow=[worker])  # allowed before it has started
     worker.start()
     worker.join(BOUND_S)

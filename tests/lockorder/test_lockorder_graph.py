@@ -5,11 +5,13 @@ from __future__ import annotations
 import _thread
 import threading
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 
 from pytest_faultline import LockOrderError
 from pytest_faultline.lockorder import LockOrder
+from pytest_faultline.lockorder._tracked import TrackedLock, TrackedRLock
 
 BOUND_S = 10.0
 
@@ -340,7 +342,8 @@ def test_nested_watchers_wrap_each_lock_once() -> None:
         lock_b = threading.Lock()
         with lock_a, lock_b:
             pass
-        assert type(lock_a._inner).__name__ == "lock"  # one wrapper, around the real lock
+        # One wrapper, around the real lock.
+        assert type(cast(TrackedLock, lock_a)._inner).__name__ == "lock"
     assert [str(e) for e in outer.edges] == ["lock_a -> lock_b"]
     assert [str(e) for e in inner.edges] == ["lock_a -> lock_b"]
 
@@ -348,7 +351,7 @@ def test_nested_watchers_wrap_each_lock_once() -> None:
 def test_a_tracked_lock_behaves_like_a_lock() -> None:
     with LockOrder():
         lock = threading.Lock()
-        rlock = threading.RLock()
+        rlock = cast(TrackedRLock, threading.RLock())  # _is_owned() is private to CPython's RLock
     assert lock.acquire()
     assert lock.locked()
     assert not lock.acquire(blocking=False)
@@ -393,12 +396,12 @@ def test_a_layer_patching_on_top_keeps_locks_tracked_through_rechain() -> None:
 
     with LockOrder() as order:
         ours = threading.Lock
-        threading.Lock = rechain(threading.Lock, StandIn)  # type: ignore[misc,assignment]
+        threading.Lock = rechain(threading.Lock, StandIn)  # type: ignore[assignment]
         try:
             lock_a = threading.Lock()
             lock_b = threading.Lock()
         finally:
-            threading.Lock = ours  # type: ignore[misc]
+            threading.Lock = ours
         with lock_a, lock_b:
             pass
         with lock_b, lock_a:

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from typing import cast
 
 import pytest
 
@@ -114,7 +115,10 @@ def upstream(handler: Handler) -> Iterator[Upstream]:
         server.close()
 
 
-def connect(proxy: Proxy) -> socket.socket:
+# EmbeddedProxy and RemoteProxy do not satisfy Proxy for mypy: Proxy.toxics() returns list[Toxic]
+# and list is invariant (the backends return list[EmbeddedToxic] / list[RemoteToxic]). Until
+# protocol.py declares Sequence[Toxic], connect() names EmbeddedProxy and the targets cast.
+def connect(proxy: Proxy | EmbeddedProxy) -> socket.socket:
     return socket.create_connection(proxy.listen, timeout=BOUND_S)
 
 
@@ -129,7 +133,8 @@ def closed_port() -> tuple[str, int]:
     """A loopback address nothing listens on."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()
+        address: tuple[str, int] = sock.getsockname()
+        return address
 
 
 class Target:
@@ -152,7 +157,7 @@ def embedded_target(faultline: object, cleanup: list[Callable[[], object]]) -> T
             return faultline.proxy(upstream, name=name)  # type: ignore[attr-defined,no-any-return]
         proxy = EmbeddedProxy(upstream, name=name or "proxy", listen=listen)  # type: ignore[arg-type]
         cleanup.append(proxy.close)
-        return proxy
+        return cast(Proxy, proxy)  # see connect() on why
 
     return Target("embedded", make, None)
 
@@ -167,7 +172,7 @@ def remote_target(
             listen=listen or ("127.0.0.1", 0),  # type: ignore[arg-type]
         )
         cleanup.append(proxy.close)
-        return proxy
+        return cast(Proxy, proxy)  # see connect() on why
 
     return Target(kind, make, client)
 

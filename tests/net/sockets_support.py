@@ -12,9 +12,11 @@ import struct
 import threading
 from collections.abc import Callable
 from types import TracebackType
+from typing import TypeVar
 
 BOUND_S = 5.0
 HEADER = struct.Struct("!I")
+T = TypeVar("T")
 
 
 class ProtocolError(Exception):
@@ -150,7 +152,7 @@ def connect(address: tuple[str, int], timeout: float | None = BOUND_S) -> socket
     return socket.create_connection(address, timeout=timeout)
 
 
-def outcome(fn: Callable[[], bytes]) -> bytes | BaseException:
+def outcome(fn: Callable[[], T]) -> T | BaseException:
     """The value of ``fn()`` or the exception it raised, for asserting the naive side fails."""
     try:
         return fn()

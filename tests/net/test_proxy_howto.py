@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Iterator
 
 import pytest
 
@@ -52,14 +53,16 @@ class KVClient:
 
 
 @pytest.fixture
-def kv_server():
+def kv_server() -> Iterator[tuple[str, int]]:
     with upstream(echo) as server:
         yield server.address
 
 
 # start: drop-at-point
 @pytest.mark.parametrize("retry", [False, True], ids=["naive", "fixed"])
-def test_survives_a_drop_just_before_a_send(faultline: Faultline, kv_server, retry: bool) -> None:
+def test_survives_a_drop_just_before_a_send(
+    faultline: Faultline, kv_server: tuple[str, int], retry: bool
+) -> None:
     proxy = faultline.proxy(kv_server)
     client = KVClient(proxy.listen, retry=retry)
     try:
@@ -80,7 +83,9 @@ def test_survives_a_drop_just_before_a_send(faultline: Faultline, kv_server, ret
 
 
 # start: mid-message
-def test_a_reply_cut_short_is_an_error_not_a_message(faultline: Faultline, kv_server) -> None:
+def test_a_reply_cut_short_is_an_error_not_a_message(
+    faultline: Faultline, kv_server: tuple[str, int]
+) -> None:
     proxy = faultline.proxy(kv_server)
     # The 4-byte header and 3 bytes of the 10-byte body get through, then the proxy closes.
     proxy.add_toxic("limit_data", bytes=7)
@@ -100,7 +105,9 @@ def test_a_reply_cut_short_is_an_error_not_a_message(faultline: Faultline, kv_se
 
 
 # start: down
-def test_reports_an_outage_instead_of_hanging(faultline: Faultline, kv_server) -> None:
+def test_reports_an_outage_instead_of_hanging(
+    faultline: Faultline, kv_server: tuple[str, int]
+) -> None:
     proxy = faultline.proxy(kv_server)
     with proxy.down(), pytest.raises(ConnectionRefusedError):
         KVClient(proxy.listen, retry=True)

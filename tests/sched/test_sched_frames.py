@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import sys
 import threading
+from types import FrameType
 
 import pytest
 
@@ -20,7 +21,7 @@ def test_frames_are_taken_with_gc_off_and_gc_restored(monkeypatch: pytest.Monkey
     seen = []
     real = sys._current_frames
 
-    def spy() -> dict[int, object]:
+    def spy() -> dict[int, FrameType]:
         seen.append(gc.isenabled())
         return real()
 

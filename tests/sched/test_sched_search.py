@@ -190,7 +190,7 @@ def test_bad_options_say_what_to_fix(
     faultline: Faultline, options: dict[str, object], message: str
 ) -> None:
     with pytest.raises(FaultlineError) as info:
-        faultline.explore(lambda: None, **options)  # type: ignore[arg-type]
+        faultline.explore(lambda: None, **options)
     assert message in str(info.value)
 
 
