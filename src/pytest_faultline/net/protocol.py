@@ -6,6 +6,7 @@ The embedded proxy (:mod:`.proxy`) and the Toxiproxy backend (:mod:`.toxiproxy`)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
@@ -109,7 +110,7 @@ class Proxy(Protocol):
         **attributes: int,
     ) -> Toxic: ...
 
-    def toxics(self) -> list[Toxic]: ...
+    def toxics(self) -> Sequence[Toxic]: ...
 
     def disable(self) -> None: ...
 
