@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
+# Imported with the plugin, not when a test first asks for the fixture: pytester's in-process
+# runs drop modules first imported during a run, and a later run would then see two Action
+# classes (the package keeps its attribute to the old module) and refuse every action.
+from .controller import Faultline
+from .decider import ReplayToken, derive_seed, test_fingerprint
 from .errors import ReplayTokenError, ScenarioError, TargetError
 from .report import TokenCache
 from .settings import SETTINGS_KEY
 
-if TYPE_CHECKING:
-    # The controller and decider load when a test first uses the fixture, not with the plugin:
-    # a suite that never asks for faults does not pay for them.
-    from .controller import Faultline
-    from .decider import ReplayToken
-
 __all__ = ["CONTROLLER_KEY", "LIVE", "TOKENS_KEY", "faultline", "scenario_requests"]
 
-CONTROLLER_KEY = pytest.StashKey["Faultline"]()
+CONTROLLER_KEY = pytest.StashKey[Faultline]()
 TOKENS_KEY = pytest.StashKey[TokenCache]()
 LIVE: set[Faultline] = set()  # controllers not yet closed, closed at unconfigure as a last resort
 
@@ -47,8 +46,6 @@ def scenario_requests(item: pytest.Item) -> list[tuple[str, dict[str, Any], str]
 
 
 def _token_for(item: pytest.Item) -> ReplayToken | None:
-    from .decider import ReplayToken, test_fingerprint
-
     settings = item.config.stash[SETTINGS_KEY]
     fingerprint = test_fingerprint(item.nodeid)
     if settings.replay is not None and settings.replay.test == fingerprint:
@@ -75,9 +72,6 @@ def faultline(request: pytest.FixtureRequest) -> Iterator[Faultline]:
     ``@pytest.mark.faultline`` and ``--faultline`` are applied before the test starts. Every
     patch is undone when the test ends, in reverse order, even if it fails or is interrupted.
     """
-    from .controller import Faultline
-    from .decider import derive_seed
-
     item = request.node
     settings = item.config.stash[SETTINGS_KEY]
     for stale in list(LIVE):  # a crashed earlier test must not leak into this one

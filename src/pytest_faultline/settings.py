@@ -21,8 +21,6 @@ from .errors import ReplayTokenError
 if TYPE_CHECKING:
     from .decider import ReplayToken
 
-SEED_LIMIT = 2**64  # as decider.SEED_LIMIT; not imported, so the plugin loads without it
-
 __all__ = ["OPTIONS", "SETTINGS_KEY", "Settings", "add_options", "resolve_settings"]
 
 BACKENDS = ("embedded", "toxiproxy")
@@ -34,6 +32,8 @@ MARKER_LINE = (
 
 
 def _seed(text: str) -> int:
+    from .decider import SEED_LIMIT  # only when a seed is given: the plugin loads without it
+
     try:
         value = int(text, 0)
     except ValueError:
