@@ -53,8 +53,8 @@ __all__ = [
 
 _LAZY = {
     "actions": ("pytest_faultline.actions", None),
-    "Arming": ("pytest_faultline.controller", "Arming"),
-    "FaultEvent": ("pytest_faultline.controller", "FaultEvent"),
+    "Arming": ("pytest_faultline.arming", "Arming"),
+    "FaultEvent": ("pytest_faultline._context", "FaultEvent"),
     "Faultline": ("pytest_faultline.controller", "Faultline"),
     "ReplayToken": ("pytest_faultline.decider", "ReplayToken"),
 }

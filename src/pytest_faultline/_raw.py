@@ -52,3 +52,53 @@ class RawEvent:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
         return got or self._flag
+
+
+# One set of bounds. Every wait of the plugin is bounded; these are the bounds, in seconds.
+WAIT_BOUND_S = 10.0  # a user's wait() on an arming, a socket fault or a deferral
+STALL_BOUND_S = 10.0  # a Stall or a stalled read that nobody releases goes on after this
+CALL_BOUND_S = 10.0  # a call into a helper thread (proxy, clock) that takes longer is a bug
+JOIN_BOUND_S = 5.0  # joining a helper thread at teardown
+PARK_BOUND_S = 30.0  # a parked (deferred) call runs anyway after this long, recorded
+
+
+class CountLatch:
+    """Counts arrivals; ``wait(n, timeout)`` blocks until ``n`` arrived in all (False on timeout).
+
+    The one bounded latch behind every ``wait(n=1, timeout=...)`` of the public API (armings,
+    socket faults, deferrals); built on raw locks, so it works while primitives are patched.
+    """
+
+    def __init__(self) -> None:
+        self._lock = allocate_lock()
+        self._count = 0
+        self._waiters: list[tuple[int, RawEvent]] = []
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def arrive(self, n: int = 1) -> int:
+        """Count ``n`` more arrivals; wake the waiters whose number is reached. Returns the new
+        count."""
+        with self._lock:
+            self._count += n
+            count = self._count
+            ready = [ev for need, ev in self._waiters if count >= need]
+            self._waiters = [(need, ev) for need, ev in self._waiters if count < need]
+        for ev in ready:
+            ev.set()
+        return count
+
+    def wait(self, n: int = 1, timeout: float = WAIT_BOUND_S) -> bool:
+        """Block until ``n`` arrivals in all; False if ``timeout`` seconds pass first."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"wait(n=...) needs a whole number >= 1, got {n!r}")
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
+            raise ValueError(f"wait(timeout=...) needs seconds >= 0, got {timeout!r}")
+        with self._lock:
+            if self._count >= n:
+                return True
+            ev = RawEvent()
+            self._waiters.append((n, ev))
+        return ev.wait(timeout)

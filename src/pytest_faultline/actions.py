@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _raw
+from ._context import EventKind
 from .errors import FaultlineError, InjectedFault
 
 if TYPE_CHECKING:
-    from .controller import Arming, Faultline
+    from ._context import FaultContext
+    from .arming import Arming
 
 __all__ = [
     "PROCEED",
@@ -42,7 +44,7 @@ class _Proceed:
 PROCEED: Any = _Proceed()
 """Returned by :meth:`Action.perform` when the target should go on as if nothing happened."""
 
-STALL_BOUND_S = 10.0
+STALL_BOUND_S = _raw.STALL_BOUND_S
 
 
 @dataclass
@@ -54,7 +56,7 @@ class Hit:
     kwargs: dict[str, Any]
     count: int
     thread: str
-    faultline: Faultline
+    faultline: FaultContext
     arming: Arming
 
 
@@ -175,7 +177,9 @@ class Stall(Action):
     def perform(self, hit: Hit) -> Any:
         if not self._released.wait(self.timeout):
             hit.faultline.record(
-                "stall-timeout", hit.target, f"not released within {self.timeout}s; going on"
+                EventKind.STALL_TIMEOUT,
+                hit.target,
+                f"not released within {self.timeout}s; going on",
             )
         return PROCEED
 

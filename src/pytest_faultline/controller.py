@@ -10,155 +10,45 @@ import inspect
 import random
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _points, _raw
-from .actions import PROCEED, Action, Disconnect, Hit, Stall, as_action
-from .decider import Decider, ReplayToken
+from ._context import (
+    BodyWrapper,
+    EventKind,
+    FaultContext,
+    FaultEvent,
+    HandlerKind,
+    ServiceKey,
+    UndoStack,
+)
+from .actions import PROCEED, Disconnect, Hit, as_action
+from .arming import Arming
+from .decider import Decider, ReplayToken, Stream
 from .errors import FaultlineError, UnreachedPointWarning
 from .registry import REGISTRY
+from .settings import Settings
 from .targets import CallTarget, is_call_target, path_of, resolve
 
 if TYPE_CHECKING:
     from faker import Faker
 
+    from .cleanup import Clock, Deferral
+    from .lockorder import LockOrder
+    from .net import Proxy, SocketFaults
+    from .sched import Exploration
+
 __all__ = ["Arming", "FaultEvent", "Faultline", "UndoStack"]
 
-WAIT_BOUND_S = 10.0
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class FaultEvent:
-    """One thing a fault did: ``kind`` (raise, delay, stall, scenario, ...), the target ``name``,
-    the ``thread`` it happened on, a human ``detail``, and ``time`` in seconds since the test's
-    controller started (real time, not the test's virtual clock)."""
+class Faultline(FaultContext):
+    """The ``faultline`` fixture: one controller per test. See the fixture's docs.
 
-    kind: str
-    name: str
-    thread: str
-    detail: str
-    time: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        return f"{self.time * 1000:9.3f} ms  [{self.thread}] {self.kind} {self.name}: {self.detail}"
-
-
-class UndoStack:
-    """Callbacks run in reverse order of registration, every one of them, whatever happens."""
-
-    def __init__(self) -> None:
-        self._items: list[tuple[Callable[[], object], str]] = []
-
-    def push(self, fn: Callable[[], object], label: str = "") -> None:
-        self._items.append((fn, label or getattr(fn, "__qualname__", repr(fn))))
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def unwind(self) -> list[tuple[str, BaseException]]:
-        """Run every callback, newest first; return the failures instead of stopping at one."""
-        errors: list[tuple[str, BaseException]] = []
-        while self._items:
-            fn, label = self._items.pop()
-            try:
-                fn()
-            except BaseException as exc:
-                errors.append((label, exc))
-        return errors
-
-
-class Arming:
-    """One ``faultline.arm(...)``: where, what, and when it fires. Counts every arrival."""
-
-    def __init__(
-        self,
-        faultline: Faultline,
-        target: str,
-        action: Action,
-        *,
-        times: int | None,
-        after: int,
-        probability: float,
-        strict: bool,
-        index: int,
-    ) -> None:
-        self.faultline = faultline
-        self.target = target
-        self.action = action
-        self.times = times
-        self.after = after
-        self.probability = probability
-        self.strict = strict
-        self.hits = 0
-        self.fired = 0
-        self.active = True
-        self._stream = faultline.decider.stream(f"arm:{target}#{index}")
-        self._lock = _raw.allocate_lock()
-        self._waiters: list[tuple[int, _raw.RawEvent]] = []
-
-    def __repr__(self) -> str:
-        return (
-            f"<Arming {self.target!r} {self.action.describe()} hits={self.hits} fired={self.fired}>"
-        )
-
-    def arrive(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Count an arrival; perform the action if it fires. Returns PROCEED or a value."""
-        __tracebackhide__ = True
-        if not self.active:
-            return PROCEED
-        with self._lock:
-            self.hits += 1
-            count = self.hits
-            fire = (
-                count > self.after
-                and (self.times is None or self.fired < self.times)
-                and self._stream.chance(self.probability)
-            )
-            if fire:
-                self.fired += 1
-            ready = [ev for need, ev in self._waiters if count >= need]
-            self._waiters = [(n, ev) for n, ev in self._waiters if count < n]
-        for ev in ready:
-            ev.set()
-        if not fire:
-            return PROCEED
-        detail = self.action.describe()
-        if kwargs and not args:
-            detail += " " + ", ".join(f"{k}={v!r}" for k, v in list(kwargs.items())[:4])
-        self.faultline.record(self.action.kind, self.target, f"{detail} (hit {count})")
-        thread = _raw.current_thread().name
-        hit = Hit(self.target, args, kwargs, count, thread, self.faultline, self)
-        return self.action.perform(hit)
-
-    def wait(self, hits: int = 1, timeout: float = WAIT_BOUND_S) -> bool:
-        """Block until the target has been reached ``hits`` times in all; False on timeout.
-
-        Use it instead of sleeping to know that another thread got to the target.
-        """
-        with self._lock:
-            if self.hits >= hits:
-                return True
-            ev = _raw.RawEvent()
-            self._waiters.append((hits, ev))
-        return ev.wait(timeout)
-
-    def release(self) -> None:
-        """Let threads held by a :class:`~pytest_faultline.actions.Stall` go on."""
-        if isinstance(self.action, Stall):
-            self.action.release()
-
-    def disarm(self) -> None:
-        """Stop firing from now on (hits are still counted while the test runs)."""
-        self.active = False
-        self.release()
-
-
-class Faultline:
-    """The ``faultline`` fixture: one controller per test. See the fixture's docs."""
+    It implements :class:`~pytest_faultline._context.FaultContext` for the subsystems and is the
+    typed facade of every feature."""
 
     def __init__(
         self,
@@ -166,27 +56,64 @@ class Faultline:
         seed: int,
         nodeid: str = "",
         token: ReplayToken | None = None,
-        settings: Any = None,
+        settings: Settings | None = None,
     ) -> None:
         from .decider import test_fingerprint
 
-        self.nodeid = nodeid
-        self.decider = Decider(seed, test=test_fingerprint(nodeid), token=token)
-        self.settings = settings
+        self._nodeid = nodeid
+        self._decider = Decider(seed, test=test_fingerprint(nodeid), token=token)
+        self._settings = settings if settings is not None else Settings(seed, "given")
         self.events: list[FaultEvent] = []
         self.scenarios: list[tuple[str, dict[str, Any]]] = []
-        self.undo = UndoStack()
+        self._undo = UndoStack()
         self.closed = False
         self.usage_error = False
         self._t0 = _raw.monotonic()
         self._events_lock = _raw.allocate_lock()
         self._armings: dict[str, list[Arming]] = {}
         self._arrivals: dict[str, int] = {}
-        self._handlers: dict[str, list[Callable[[Hit], object]]] = {}
-        self._body_wrappers: list[Callable[[Callable[[], object]], object]] = []
-        self._services: dict[str, Any] = {}
+        self._handlers: dict[str, list[Callable[[Hit | None], object]]] = {}
+        self._body_wrappers: list[BodyWrapper] = []
+        self._services: dict[ServiceKey[Any], Any] = {}
         self._random: random.Random | None = None
         self._fake: Faker | None = None
+
+    # -- the context protocol -------------------------------------------------------------------
+
+    @property
+    def nodeid(self) -> str:
+        """The test's node id."""
+        return self._nodeid
+
+    @property
+    def settings(self) -> Settings:
+        """The session's resolved options."""
+        return self._settings
+
+    @property
+    def undo(self) -> UndoStack:
+        """The test's undo stack: every patch, unwound in reverse order at teardown."""
+        return self._undo
+
+    @property
+    def decider(self) -> Decider:
+        """The decider in force: the test's, or an explored run's inside ``use_decider``."""
+        return self._decider
+
+    def stream(self, source: str, *, recorded: bool = False) -> Stream:
+        return self._decider.stream(source, recorded=recorded)
+
+    @contextmanager
+    def use_decider(self, decider: Decider) -> Iterator[Decider]:
+        previous = self._decider
+        self._decider = decider
+        try:
+            yield decider
+        finally:
+            self._decider = previous
+
+    def adopt_decider(self, decider: Decider) -> None:
+        self._decider = decider
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -219,10 +146,14 @@ class Faultline:
 
     # -- events ---------------------------------------------------------------------------------
 
-    def record(self, kind: str, name: str, detail: str = "") -> FaultEvent:
+    def record(self, kind: EventKind, name: str, detail: str = "") -> FaultEvent:
         """Append a :class:`FaultEvent` (features and scenarios call this for every injection)."""
         event = FaultEvent(
-            kind, name, _raw.current_thread().name, detail, _raw.monotonic() - self._t0
+            kind if isinstance(kind, EventKind) else EventKind.of(kind),
+            name,
+            _raw.current_thread().name,
+            detail,
+            _raw.monotonic() - self._t0,
         )
         with self._events_lock:
             self.events.append(event)
@@ -276,7 +207,7 @@ class Faultline:
             # disconnect also drops connections made before the target is reached.
             self.sockets  # noqa: B018
         if strict is None:
-            strict = bool(getattr(self.settings, "strict", False))
+            strict = self._settings.strict
         armings = self._armings.get(target)
         if armings is None:
             if is_call_target(target):
@@ -354,18 +285,18 @@ class Faultline:
 
     # -- extension points used by scenarios and the other features ------------------------------
 
-    def add_handler(self, kind: str, fn: Callable[[Hit], object]) -> None:
+    def add_handler(self, kind: HandlerKind, fn: Callable[[Hit | None], object]) -> None:
         """Call ``fn(hit)`` when an action of ``kind`` ('disconnect', 'preempt', 'wake') runs."""
         self._handlers.setdefault(kind, []).append(fn)
         self.undo.push(lambda: self._handlers[kind].remove(fn), f"remove {kind} handler")
 
-    def run_handlers(self, kind: str, hit: Hit | None) -> int:
+    def run_handlers(self, kind: HandlerKind, hit: Hit | None) -> int:
         handlers = list(self._handlers.get(kind, ()))
         for fn in handlers:
-            fn(hit)  # type: ignore[arg-type]
+            fn(hit)
         return len(handlers)
 
-    def wrap_body(self, wrapper: Callable[[Callable[[], object]], object]) -> None:
+    def wrap_body(self, wrapper: BodyWrapper) -> None:
         """Run the test function through ``wrapper(call)`` (the scheduler re-runs it)."""
         self._body_wrappers.append(wrapper)
 
@@ -380,13 +311,19 @@ class Faultline:
     def wraps_body(self) -> bool:
         return bool(self._body_wrappers)
 
-    def service(self, key: str, factory: Callable[[Faultline], Any]) -> Any:
+    def service(self, key: ServiceKey[T], factory: Callable[[FaultContext], T]) -> T:
         """The test's single instance of a feature (proxy pool, clock, ...), made on first use."""
         self._check_open()
-        svc = self._services.get(key)
-        if svc is None:
-            svc = self._services[key] = factory(self)
-        return svc
+        if key in self._services:
+            svc: T = self._services[key]
+            return svc
+        made = self._services[key] = factory(self)
+        return made
+
+    def peek(self, key: ServiceKey[T]) -> T | None:
+        """The service behind ``key`` if the test made it already."""
+        found: T | None = self._services.get(key)
+        return found
 
     # -- scenarios ------------------------------------------------------------------------------
 
@@ -405,18 +342,18 @@ class Faultline:
         for sc, values in bound:
             self.scenarios.append((sc.name, values))
             shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
-            self.record("scenario", sc.name, shown)
+            self.record(EventKind.SCENARIO, sc.name, shown)
             result = sc.func(self, **values)
             if inspect.isgenerator(result):
                 self._start_generator(sc.name, result)
 
     def _with_setting_defaults(self, params: Any, given: dict[str, Any]) -> dict[str, Any]:
         # Marker > CLI > env > ini: a setting fills a scenario parameter the marker left out.
+        defaults = self._settings.param_defaults()
         merged = dict(given)
         for param in params:
-            value = getattr(self.settings, f"param_{param.name}", None)
-            if param.name not in merged and value is not None:
-                merged[param.name] = value
+            if param.name not in merged and param.name in defaults:
+                merged[param.name] = defaults[param.name]
         return merged
 
     def _start_generator(self, name: str, gen: Iterator[Any]) -> None:
@@ -436,65 +373,69 @@ class Faultline:
 
     # -- features built in other subpackages ----------------------------------------------------
 
-    def proxy(self, upstream: tuple[str, int] | str, *, name: str | None = None) -> Any:
+    def proxy(self, upstream: tuple[str, int] | str, *, name: str | None = None) -> Proxy:
         """A fault proxy in front of ``upstream`` (backend chosen by the options)."""
         from .net import make_proxy
 
         return make_proxy(self, upstream, name=name)
 
     @property
-    def sockets(self) -> Any:
+    def sockets(self) -> SocketFaults:
         """Socket-level faults for this test: short reads, stalls, closes and resets."""
-        from .net import socket_faults
+        from .net import SOCKETS, socket_faults
 
-        return self.service("sockets", socket_faults)
+        return self.service(SOCKETS, socket_faults)
 
     @property
-    def clock(self) -> Any:
+    def clock(self) -> Clock:
         """The test's controllable clock (freezegun underneath)."""
-        from .cleanup import make_clock
+        from .cleanup import CLOCK, make_clock
 
-        return self.service("clock", make_clock)
+        return self.service(CLOCK, make_clock)
 
     def defer(
-        self, target: str | Callable[..., Any], *, until: Any = None, seconds: float | None = None
-    ) -> Any:
+        self,
+        target: str | Callable[..., Any],
+        *,
+        until: str | Callable[..., Any] | None = None,
+        seconds: float | None = None,
+    ) -> Deferral:
         """Hold calls to ``target``; run them after ``until``, ``seconds``, or at test end."""
         from .cleanup import make_deferral
 
         return make_deferral(self, target, until=until, seconds=seconds)
 
-    def explore(self, fn: Callable[[], object], **options: Any) -> Any:
+    def explore(self, fn: Callable[[], object], **options: Any) -> Exploration:
         """Run ``fn`` under many controlled thread interleavings (see ``thread_preemption``)."""
         from .sched import explore
 
         return explore(self, fn, **options)
 
-    def replay(self, fn: Callable[[], object], token: str, **options: Any) -> Any:
+    def replay(self, fn: Callable[[], object], token: str, **options: Any) -> Exploration:
         """Run ``fn`` under the one schedule recorded in ``token``."""
         from .sched import replay
 
         return replay(self, fn, token, **options)
 
-    def confine(self, obj: Any, *, allow: Any = None) -> Any:
+    def confine(self, obj: T, *, allow: Any = None) -> T:
         """Confine ``obj`` to the current thread: use from another thread raises, except from
         the threads (or thread names) in ``allow``."""
         from .lockorder import confine
 
-        return confine(self, obj, allow)
+        return confine(self, obj, allow)  # type: ignore[no-any-return]
 
-    def transfer(self, obj: Any, thread: Any) -> None:
+    def transfer(self, obj: object, thread: Any) -> None:
         """Hand a confined object over to ``thread``."""
         from .lockorder import transfer
 
         transfer(self, obj, thread)
 
     @property
-    def lock_order(self) -> Any:
+    def lock_order(self) -> LockOrder:
         """The lock-order graph of this test: ``.edges`` and ``.inversions``."""
-        from .lockorder import lock_order
+        from .lockorder import LOCK_ORDER, lock_order
 
-        return self.service("lock_order", lock_order)
+        return self.service(LOCK_ORDER, lock_order)
 
     # -- teardown -------------------------------------------------------------------------------
 

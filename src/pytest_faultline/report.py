@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ._context import format_event
+
 if TYPE_CHECKING:
     from .controller import Faultline
 
@@ -38,7 +40,7 @@ def test_record(faultline: Faultline) -> dict[str, Any]:
         "scenarios": [{"name": n, "params": _jsonable(p)} for n, p in faultline.scenarios],
         "events": [e.as_dict() for e in faultline.events[-JSON_EVENTS:]],
         "events_total": len(faultline.events),
-        "faults": sum(1 for e in faultline.events if e.kind != "scenario"),
+        "faults": sum(1 for e in faultline.events if e.is_fault),
         "unreached": faultline.unreached(),
     }
 
@@ -74,8 +76,7 @@ def format_section(record: dict[str, Any]) -> str:
         lines.append(f"last {len(events)} of {total} fault events:")
         for e in events:
             lines.append(
-                f"  {e['time'] * 1000:9.3f} ms  [{e['thread']}] {e['kind']} {e['name']}: "
-                f"{e['detail']}"
+                "  " + format_event(e["time"], e["thread"], e["kind"], e["name"], e["detail"])
             )
     else:
         lines.append("no fault fired in this test")

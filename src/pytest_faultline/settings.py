@@ -292,6 +292,10 @@ class Settings:
     lockdep: bool = False
     toxiproxy_skip_unavailable: bool = False
 
+    def param_defaults(self) -> dict[str, object]:
+        """Scenario parameters these settings fill when a marker leaves them out."""
+        return {} if self.param_runs is None else {"runs": self.param_runs}
+
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 

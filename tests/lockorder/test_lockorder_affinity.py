@@ -166,7 +166,7 @@ def test_faultline_confine_records_events_and_fails_for_swallowed_worker_errors(
 
     assert in_thread(quiet) is None
     kinds = [(e.kind, e.name) for e in faultline.events]
-    assert ("thread-affinity", "Server") in kinds
+    assert ("confine", "Server") in kinds
     assert ("thread-affinity", "violation") in kinds
     with pytest.raises(pytest.fail.Exception, match="raised in thread 'worker'"):
         faultline.close()

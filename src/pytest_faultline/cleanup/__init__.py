@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._context import ServiceKey
 from ._park import set_park_hook
-from .clock import Clock, ClockTimer
+from .clock import CLOCK, Clock, ClockTimer
 from .deferral import Deferral, HeldCall
 
 if TYPE_CHECKING:
-    from ..controller import Faultline
+    from .._context import FaultContext
 
 __all__ = [
+    "CLOCK",
     "Clock",
     "ClockTimer",
     "Deferral",
@@ -30,13 +32,16 @@ __all__ = [
 ]
 
 
-def make_clock(faultline: Faultline) -> Clock:
+DEFERRALS: ServiceKey[list[Deferral]] = ServiceKey("deferrals")
+
+
+def make_clock(faultline: FaultContext) -> Clock:
     """Start the test's clock (the ``faultline.clock`` service factory)."""
     return Clock(faultline)
 
 
 def make_deferral(
-    faultline: Faultline,
+    faultline: FaultContext,
     target: str | Callable[..., Any],
     *,
     until: str | Callable[..., Any] | None,
@@ -48,14 +53,13 @@ def make_deferral(
     return deferral
 
 
-def deferrals(faultline: Faultline) -> list[Deferral]:
+def deferrals(faultline: FaultContext) -> list[Deferral]:
     """Every deferral of this test, in the order they were made (the ``delayed_cleanup``
     scenario's among them), so a test using the marker can wait on or inspect its deferral."""
-    found: list[Deferral] = faultline.service("deferrals", lambda _: [])
-    return found
+    return faultline.service(DEFERRALS, lambda _: [])
 
 
-def active_clock(faultline: Faultline) -> Clock | None:
+def active_clock(faultline: FaultContext) -> Clock | None:
     """The test's clock if something started it, else None (without starting it).
 
     For the thread scheduler: when a clock runs, its virtual time is this clock's time
@@ -63,5 +67,4 @@ def active_clock(faultline: Faultline) -> Clock | None:
     wait=False)`` when every managed thread is asleep (``clock.next_due()`` says how far the next
     timer or held call is), and ``clock.add_listener`` tells it when the test moved the clock.
     """
-    clock = faultline._services.get("clock")
-    return clock if isinstance(clock, Clock) else None
+    return faultline.peek(CLOCK)

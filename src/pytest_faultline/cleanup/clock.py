@@ -18,14 +18,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import _raw
+from .._context import EventKind, ServiceKey
 from ..actions import PROCEED, Action, Hit
 from ..errors import FaultlineError
 from ._park import park
 
 if TYPE_CHECKING:
-    from ..controller import Faultline
+    from .._context import FaultContext
 
 __all__ = ["Clock", "ClockTimer"]
+
+CLOCK: ServiceKey[Clock] = ServiceKey("clock")
 
 # Modules whose references to the time functions stay real. freezegun's defaults keep
 # threading/queue real so their timeouts cannot hang; we add our own bookkeeping, pytest (its
@@ -103,7 +106,7 @@ class ClockTimer(_RealTimer):
             self._fired, FIRE_BOUND_S, f"advance waits for {self.name}'s callback"
         ):
             self._clock._faultline.record(
-                "clock",
+                EventKind.CLOCK,
                 "timer",
                 f"{self.name}'s callback still running after {FIRE_BOUND_S}s; the advance goes on",
             )
@@ -129,7 +132,7 @@ class Clock:
     move (the thread scheduler drives its virtual time through this clock).
     """
 
-    def __init__(self, faultline: Faultline, start: _dt.datetime | None = None) -> None:
+    def __init__(self, faultline: FaultContext, start: _dt.datetime | None = None) -> None:
         from freezegun import api as freezegun_api
 
         self._faultline = faultline
@@ -160,7 +163,7 @@ class Clock:
         self._timer_class = type("Timer", (ClockTimer,), {"_clock": self})
         threading.Timer = self._timer_class  # type: ignore[misc,assignment]
         faultline.undo.push(self._stop, "cancel clock timers, restore threading.Timer")
-        faultline.record("clock", "start", f"time frozen at {self.now().isoformat()}")
+        faultline.record(EventKind.CLOCK, "start", f"time frozen at {self.now().isoformat()}")
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -210,7 +213,7 @@ class Clock:
         before = self.now()
         fired = self._run_until(self.time() + float(seconds), wait)
         self._faultline.record(
-            "clock",
+            EventKind.CLOCK,
             "advance",
             f"+{float(seconds):g}s: {before.isoformat()} -> {self.now().isoformat()}"
             f"{f'; fired {fired}' if fired else ''}",
@@ -232,13 +235,15 @@ class Clock:
             self._factory.move_to(utc)
         note = f"; fired {fired}" if fired else ""
         self._faultline.record(
-            "clock", "set", f"{before.isoformat()} -> {self.now().isoformat()}{note}"
+            EventKind.CLOCK, "set", f"{before.isoformat()} -> {self.now().isoformat()}{note}"
         )
         self._notify()
 
     def jump(self, seconds: float, *, reason: str = "") -> None:
         """:meth:`advance`, recorded as a jump (what the ``clock_jump`` scenario does)."""
-        self._faultline.record("jump", "clock", f"+{seconds:g}s{f' at {reason}' if reason else ''}")
+        self._faultline.record(
+            EventKind.JUMP, "clock", f"+{seconds:g}s{f' at {reason}' if reason else ''}"
+        )
         self.advance(seconds)
 
     def next_due(self) -> float | None:
@@ -311,7 +316,7 @@ class Clock:
         for entry in left:
             entry.done = True
             entry.cancel()
-            self._faultline.record("clock", "cancelled", f"{entry.label} never fell due")
+            self._faultline.record(EventKind.CLOCK, "cancelled", f"{entry.label} never fell due")
         self.stopped = True
         for thread in threading.enumerate():
             if isinstance(thread, ClockTimer) and getattr(thread, "_clock", None) is self:

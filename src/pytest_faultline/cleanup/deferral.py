@@ -28,13 +28,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import _raw
+from .._context import EventKind
 from ..actions import PROCEED, Action, Hit
 from ..errors import FaultlineError, FaultlineWarning
 from ..targets import CallTarget, is_call_target, path_of, resolve
 from ._park import park
+from .clock import CLOCK, Clock
 
 if TYPE_CHECKING:
-    from ..controller import Faultline
+    from .._context import FaultContext
     from .clock import _Due
 
 __all__ = ["Deferral", "HeldCall"]
@@ -119,7 +121,7 @@ class Deferral:
 
     def __init__(
         self,
-        faultline: Faultline,
+        faultline: FaultContext,
         target: str | Callable[..., Any],
         *,
         until: str | Callable[..., Any] | None = None,
@@ -152,7 +154,7 @@ class Deferral:
         self._bound = isinstance(call_target.owner, type) and not isinstance(
             call_target.raw, staticmethod
         )
-        self._clock = faultline.clock if self.seconds is not None else None
+        self._clock = faultline.service(CLOCK, Clock) if self.seconds is not None else None
         # The report of leftovers runs late in the unwind; the release itself runs when the test
         # body ends (body wrapper) or, at the latest, when teardown wakes paused threads.
         faultline.undo.push(self._report_leftovers, f"report calls held by {self.target}")
@@ -170,7 +172,7 @@ class Deferral:
         if self.seconds is not None:
             when.append(f"{self.seconds:g}s of clock time")
         faultline.record(
-            "defer", self.target, f"calls held {' or '.join(when) or 'until released'}"
+            EventKind.DEFER, self.target, f"calls held {' or '.join(when) or 'until released'}"
         )
 
     def __repr__(self) -> str:
@@ -292,7 +294,9 @@ class Deferral:
             "coroutine": "coroutine waits for release",
             "inline": "returned None to the caller",
         }[mode]
-        event = self._faultline.record("hold", self.target, f"{call.describe()} held ({how})")
+        event = self._faultline.record(
+            EventKind.HOLD, self.target, f"{call.describe()} held ({how})"
+        )
         call.held_at = event.time
         with self._lock:
             self._held.append(call)
@@ -306,7 +310,7 @@ class Deferral:
             call._due = self._clock._schedule(
                 self.seconds,
                 f"held {call.describe()}",
-                lambda wait: self._release_one(call, f"{self.seconds:g}s of clock time passed"),
+                lambda wait: self._release_by_clock(call),
                 lambda: None,
             )
         return call
@@ -346,10 +350,13 @@ class Deferral:
             self._execute(call, self._original, reraise=False)
         return True
 
+    def _release_by_clock(self, call: HeldCall) -> None:
+        self._release_one(call, f"{self.seconds:g}s of clock time passed")
+
     def _note_release(self, call: HeldCall, trigger: str) -> None:
         call.trigger = trigger
         call.released_at = self._faultline.record(
-            "release", self.target, f"{call.describe()} released by {trigger}"
+            EventKind.RELEASE, self.target, f"{call.describe()} released by {trigger}"
         ).time
 
     def _await_handoff(self, call: HeldCall) -> None:
@@ -357,7 +364,7 @@ class Deferral:
             return  # never wait on ourselves
         if not call._done.wait(HANDOFF_BOUND_S):
             self._faultline.record(
-                "release",
+                EventKind.RELEASE,
                 self.target,
                 f"{call.describe()} still running on [{call.thread}] {HANDOFF_BOUND_S:g}s after "
                 f"its release; not waiting longer (does it wait for the releasing thread?)",
@@ -370,7 +377,7 @@ class Deferral:
             return
         if loop.is_closed():
             self._faultline.record(
-                "release",
+                EventKind.RELEASE,
                 self.target,
                 f"{call.describe()} could not run: its event loop is closed",
             )
@@ -411,7 +418,7 @@ class Deferral:
         outcome = "returned" if call.error is None else f"raised {call.error!r}"
         moved = "" if call.ran_on == call.thread else f" (held on [{call.thread}])"
         self._faultline.record(
-            "ran",
+            EventKind.RAN,
             self.target,
             f"{call.describe()} {outcome} on [{call.ran_on}]{moved}; window: held at "
             f"{call.held_at * 1000:.3f} ms, released at {(call.released_at or 0.0) * 1000:.3f} ms "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .._context import EventKind, ServiceKey
 from ..errors import LockOrderError, ScenarioError, ThreadAffinityError
 from ._tracked import rechain
 from ._verdict import verdict
@@ -18,9 +19,10 @@ from .graph import Edge, Inversion, TryLock
 from .watch import LockOrder
 
 if TYPE_CHECKING:
-    from ..controller import Faultline
+    from .._context import FaultContext
 
 __all__ = [
+    "LOCK_ORDER",
     "Affinity",
     "Edge",
     "Inversion",
@@ -34,10 +36,11 @@ __all__ = [
     "watch_lock_order",
 ]
 
-AFFINITY_KEY = "thread_affinity"
+AFFINITY_KEY: ServiceKey[Affinity] = ServiceKey("thread_affinity")
+LOCK_ORDER: ServiceKey[LockOrder] = ServiceKey("lock_order")
 
 
-def lock_order(faultline: Faultline) -> LockOrder:
+def lock_order(faultline: FaultContext) -> LockOrder:
     """Service factory behind ``faultline.lock_order``: a recording watcher for this test.
 
     Started on first use and stopped when the test ends. Without the ``lock_order`` scenario
@@ -45,7 +48,9 @@ def lock_order(faultline: Faultline) -> LockOrder:
     """
 
     def on_inversion(inversion: Inversion) -> None:
-        faultline.record("lock-order", "inversion", f"{inversion.summary} ({inversion.kind})")
+        faultline.record(
+            EventKind.LOCK_ORDER, "inversion", f"{inversion.summary} ({inversion.kind})"
+        )
         if watcher.fail:
             verdict(faultline).add(
                 inversion.thread_ident, inversion.thread, LockOrderError, inversion.report()
@@ -57,18 +62,20 @@ def lock_order(faultline: Faultline) -> LockOrder:
     return watcher
 
 
-def watch_lock_order(faultline: Faultline, *, fail: bool) -> None:
+def watch_lock_order(faultline: FaultContext, *, fail: bool) -> None:
     """The ``lock_order`` scenario: watch from now on; ``fail`` raises where a cycle closes."""
     if fail:
         verdict(faultline).wrap_body()  # before the watcher, so its check is undone after it
-    watcher: LockOrder = faultline.lock_order
+    watcher = faultline.service(LOCK_ORDER, lock_order)
     watcher.fail = fail
 
 
-def _affinity(faultline: Faultline) -> Affinity:
+def _affinity(faultline: FaultContext) -> Affinity:
     def on_violation(error: ThreadAffinityError) -> None:
         me = threading.current_thread()
-        faultline.record("thread-affinity", "violation", str(error).split(". It was", 1)[0])
+        faultline.record(
+            EventKind.AFFINITY_VIOLATION, "violation", str(error).split(". It was", 1)[0]
+        )
         verdict(faultline).add(me.ident or 0, me.name, ThreadAffinityError, str(error))
 
     verdict(faultline)
@@ -77,7 +84,7 @@ def _affinity(faultline: Faultline) -> Affinity:
     return affinity
 
 
-def confine(faultline: Faultline, obj: Any, allow: Any = None) -> Any:
+def confine(faultline: FaultContext, obj: Any, allow: Any = None) -> Any:
     """``faultline.confine(obj, allow=None)``: confine ``obj`` to the calling thread.
 
     ``allow`` lists other threads (or thread names) that may use it too. Returns ``obj`` itself
@@ -89,21 +96,23 @@ def confine(faultline: Faultline, obj: Any, allow: Any = None) -> Any:
     affinity: Affinity = faultline.service(AFFINITY_KEY, _affinity)
     confined = affinity.confine(obj, depth=2, allow=check_allow(allow))
     faultline.record(
-        "thread-affinity",
+        EventKind.CONFINE,
         type(obj).__qualname__,
         f"confined to {threading.current_thread().name!r}",
     )
     return confined
 
 
-def transfer(faultline: Faultline, obj: Any, thread: Any) -> None:
+def transfer(faultline: FaultContext, obj: Any, thread: Any) -> None:
     """``faultline.transfer(obj, thread)``: make ``thread`` the owner of confined ``obj``."""
     affinity: Affinity = faultline.service(AFFINITY_KEY, _affinity)
     affinity.transfer(obj, thread)
-    faultline.record("thread-affinity", type(obj).__qualname__, f"transferred to {thread.name!r}")
+    faultline.record(EventKind.CONFINE, type(obj).__qualname__, f"transferred to {thread.name!r}")
 
 
-def confine_types(faultline: Faultline, types: list[str], allow: list[str] | None = None) -> None:
+def confine_types(
+    faultline: FaultContext, types: list[str], allow: list[str] | None = None
+) -> None:
     """The ``thread_affinity`` scenario: instances of ``types`` made during the test are
     confined to the thread that made them."""
     if isinstance(types, str) or not types:
@@ -120,4 +129,4 @@ def confine_types(faultline: Faultline, types: list[str], allow: list[str] | Non
     for cls in classes:
         affinity.confine_new_instances(cls, allowed)
     names = ", ".join(f"{c.__module__}.{c.__qualname__}" for c in classes)
-    faultline.record("thread-affinity", "types", f"confining new instances of {names}")
+    faultline.record(EventKind.CONFINE, "types", f"confining new instances of {names}")

@@ -13,15 +13,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .. import _raw
+from .._context import ServiceKey
 
 if TYPE_CHECKING:
-    from ..controller import Faultline
+    from .._context import FaultContext
 
 __all__ = ["Verdict", "verdict"]
 
 __tracebackhide__ = True  # pytest leaves this module's frames out of failure tracebacks
 
-SERVICE_KEY = "lockorder-verdict"
+SERVICE_KEY: ServiceKey[Verdict] = ServiceKey("lockorder-verdict")
 WORKER_NOTE = (
     "raised in thread {thread!r} while the test ran; the test fails even if that thread's "
     "exception was caught or lost"
@@ -31,7 +32,7 @@ WORKER_NOTE = (
 class Verdict:
     """Pending failures of one test, raised in the test's thread."""
 
-    def __init__(self, faultline: Faultline) -> None:
+    def __init__(self, faultline: FaultContext) -> None:
         self._faultline = faultline
         self._mutex = _raw.allocate_lock()
         self._pending: list[tuple[int, str, type[Exception], str]] = []
@@ -92,6 +93,6 @@ class Verdict:
             pytest.fail(f"{type(error).__name__}: {error}", pytrace=False)
 
 
-def verdict(faultline: Faultline) -> Verdict:
+def verdict(faultline: FaultContext) -> Verdict:
     """The test's single :class:`Verdict`."""
-    return faultline.service(SERVICE_KEY, Verdict)  # type: ignore[no-any-return]
+    return faultline.service(SERVICE_KEY, Verdict)

@@ -7,15 +7,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from . import make_proxy
+
 if TYPE_CHECKING:
-    from ..controller import Faultline
+    from .._context import FaultContext
     from .protocol import Proxy
 
 __all__ = ["fault_proxy"]
 
 
 @pytest.fixture
-def fault_proxy(faultline: Faultline) -> Callable[..., Proxy]:
+def fault_proxy(faultline: FaultContext) -> Callable[..., Proxy]:
     """Factory of fault proxies: ``fault_proxy(upstream, name=None) -> Proxy``.
 
     ``upstream`` is ``(host, port)`` or ``"host:port"``. Point the code under test at
@@ -27,6 +29,6 @@ def fault_proxy(faultline: Faultline) -> Callable[..., Proxy]:
     """
 
     def make(upstream: tuple[str, int] | str, *, name: str | None = None) -> Proxy:
-        return faultline.proxy(upstream, name=name)  # type: ignore[no-any-return]
+        return make_proxy(faultline, upstream, name=name)
 
     return make

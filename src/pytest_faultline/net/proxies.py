@@ -14,6 +14,7 @@ import os
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
+from .._context import EventKind, ServiceKey
 from .protocol import (
     Proxy,
     ProxyConflict,
@@ -24,8 +25,8 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
+    from .._context import FaultContext
     from ..actions import Hit
-    from ..controller import Faultline
     from .protocol import Chooser
     from .toxiproxy import ToxiproxyClient
 
@@ -33,21 +34,24 @@ __all__ = ["DEFAULT_TOXIPROXY_URL", "ProxyPool", "make_proxy"]
 
 DEFAULT_TOXIPROXY_URL = "http://127.0.0.1:8474"
 _REMOTE_NAMES = itertools.count(1)
+PROXIES: ServiceKey[ProxyPool] = ServiceKey("proxies")
 
 
-def make_proxy(faultline: Faultline, upstream: tuple[str, int] | str, *, name: str | None) -> Proxy:
+def make_proxy(
+    faultline: FaultContext, upstream: tuple[str, int] | str, *, name: str | None
+) -> Proxy:
     """A proxy in front of ``upstream`` for the test of ``faultline``; closed at test end."""
-    pool: ProxyPool = faultline.service("proxies", ProxyPool)
+    pool = faultline.service(PROXIES, ProxyPool)
     return pool.create(upstream, name=name)
 
 
 class ProxyPool:
     """The proxies of one test, and the hooks that tie them to it."""
 
-    def __init__(self, faultline: Faultline) -> None:
+    def __init__(self, faultline: FaultContext) -> None:
         self.faultline = faultline
-        self.backend = str(getattr(faultline.settings, "backend", None) or "embedded")
-        self.url = str(getattr(faultline.settings, "toxiproxy_url", None) or DEFAULT_TOXIPROXY_URL)
+        self.backend = faultline.settings.backend
+        self.url = faultline.settings.toxiproxy_url or DEFAULT_TOXIPROXY_URL
         self.proxies: dict[str, Proxy] = {}
         self._client: ToxiproxyClient | None = None
         faultline.add_handler("disconnect", self._disconnect)
@@ -78,7 +82,7 @@ class ProxyPool:
         self.proxies[name] = proxy
         self.faultline.undo.push(proxy.close, f"close proxy {name}")
         self.faultline.record(
-            "proxy",
+            EventKind.PROXY,
             name,
             f"{self.backend} proxy {format_address(proxy.listen)} -> {format_address(address)}",
         )
@@ -90,7 +94,7 @@ class ProxyPool:
         try:
             return self._remote().create_proxy(name, address, record=self.faultline.record)
         except ToxiproxyUnreachable as exc:
-            if getattr(self.faultline.settings, "toxiproxy_skip_unavailable", False):
+            if self.faultline.settings.toxiproxy_skip_unavailable:
                 import pytest
 
                 pytest.skip(f"{exc} (skipped: --toxiproxy-skip-unavailable)")
@@ -103,7 +107,7 @@ class ProxyPool:
         return f"proxy{len(self.proxies) + 1}"
 
     def _chooser(self, source: str) -> Chooser:
-        return self.faultline.decider.stream(f"proxy:{source}")
+        return self.faultline.stream(f"proxy:{source}")
 
     def _remote(self) -> ToxiproxyClient:
         if self._client is None:

@@ -13,6 +13,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from .. import _raw
+from .._context import EventKind
 from .protocol import (
     Chooser,
     ProxyConflict,
@@ -176,7 +177,7 @@ class EmbeddedProxy(ProxyLoop):
         def apply() -> None:
             state.attributes = attrs
             state.toxicity = new_toxicity
-            self._note("proxy", f"update toxic {name}: {attrs}, toxicity {new_toxicity}")
+            self._note(EventKind.PROXY, f"update toxic {name}: {attrs}, toxicity {new_toxicity}")
             now = _raw.monotonic()
             for conn in list(self._conns.values()):
                 flow = conn.flow(state.stream)
@@ -285,7 +286,7 @@ class EmbeddedProxy(ProxyLoop):
             )
         self._toxics[state.name] = state
         self._note(
-            "proxy",
+            EventKind.PROXY,
             f"add toxic {state.name}: {state.type} {state.stream} {describe_attributes(state)}, "
             f"toxicity {state.toxicity}",
         )
@@ -297,7 +298,7 @@ class EmbeddedProxy(ProxyLoop):
         state = self._toxics.pop(name, None)
         if state is None:
             raise ProxyNotFound(f"toxic not found: proxy {self.name!r} has no toxic {name!r}")
-        self._note("proxy", f"remove toxic {name}")
+        self._note(EventKind.PROXY, f"remove toxic {name}")
         now = _raw.monotonic()
         for conn in list(self._conns.values()):
             flow = conn.flow(state.stream)
@@ -319,7 +320,7 @@ class EmbeddedProxy(ProxyLoop):
     def _enable(self) -> None:
         if self._listener is None:
             self._bind()
-            self._note("proxy", "proxy enabled")
+            self._note(EventKind.PROXY, "proxy enabled")
 
 
 def _random_choosers() -> Callable[[str], Chooser]:

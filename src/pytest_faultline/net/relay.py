@@ -22,6 +22,7 @@ from contextlib import suppress
 from typing import Any
 
 from .. import _raw
+from .._context import EventKind
 from .protocol import Chooser, ProxyError, ProxyServerError, format_address
 from .sockets import exempt
 from .toxics import CLOSE, DATA, EOF, RESET, Item, Stage, ToxicState, make_stage
@@ -44,7 +45,7 @@ DRAIN_READS = 16
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
-Recorder = Callable[[str, str, str], object]
+Recorder = Callable[[EventKind, str, str], object]
 
 
 class _Flow:
@@ -220,7 +221,9 @@ class ProxyLoop:
                 try:
                     self._run_timers()
                 except Exception as exc:  # keep serving the other connections
-                    self._note("proxy", f"internal error in a timer (please report it): {exc!r}")
+                    self._note(
+                        EventKind.PROXY, f"internal error in a timer (please report it): {exc!r}"
+                    )
         finally:
             self._run_commands()
 
@@ -278,7 +281,7 @@ class ProxyLoop:
             try:
                 self._open(client)
             except OSError as exc:  # the client reset before we could set it up
-                self._note("proxy", f"lost a new connection: {exc}")
+                self._note(EventKind.PROXY, f"lost a new connection: {exc}")
                 _close_quietly(client)
 
     def _open(self, client: socket.socket) -> None:
@@ -294,7 +297,9 @@ class ProxyLoop:
             )[0]
             server = exempt(socket.socket(family, kind, proto))
         except OSError as exc:
-            self._note("proxy", f"cannot reach upstream {host}:{port}: {exc}; client closed")
+            self._note(
+                EventKind.PROXY, f"cannot reach upstream {host}:{port}: {exc}; client closed"
+            )
             _close_quietly(client)
             return
         server.setblocking(False)
@@ -339,7 +344,9 @@ class ProxyLoop:
 
     def _drop_all(self, *, reset: bool, why: str | None) -> None:
         if why is not None:
-            self._note("proxy", f"{why}: {'reset' if reset else 'closed'} every connection")
+            self._note(
+                EventKind.DISCONNECT, f"{why}: {'reset' if reset else 'closed'} every connection"
+            )
         for conn in list(self._conns.values()):
             self._drop(conn, reset=reset, why=None)
 
@@ -349,7 +356,10 @@ class ProxyLoop:
         conn.closed = True
         self._conns.pop(conn.number, None)
         if why is not None:  # before the peers can see it, so a test that saw it finds it
-            self._note("toxic" if "toxic" in why else "proxy", f"connection {conn.number}: {why}")
+            self._note(
+                EventKind.TOXIC if "toxic" in why else EventKind.DISCONNECT,
+                f"connection {conn.number}: {why}",
+            )
         for flow in conn.flows():
             self._timed.discard(flow)
             flow.close_pipe()
@@ -464,7 +474,7 @@ class ProxyLoop:
             if stage.acted and not stage.reported:
                 stage.reported = True
                 self._note(
-                    "toxic",
+                    EventKind.TOXIC,
                     f"{state.name} ({state.type} {describe_attributes(state)}) acts on connection "
                     f"{flow.conn.number} {flow.stream}",
                 )
@@ -596,7 +606,7 @@ class ProxyLoop:
             self._listener.close()
             self._listener = None
 
-    def _note(self, kind: str, detail: str) -> None:
+    def _note(self, kind: EventKind, detail: str) -> None:
         if self._record is not None:
             self._record(kind, self.name, detail)
 

@@ -22,13 +22,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import _raw
+from .._context import EventKind
 from ..errors import FaultlineError
 
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from .._context import FaultContext
     from ..actions import Hit
-    from ..controller import Faultline
     from ..decider import Stream
 
 __all__ = ["STALL_BOUND_S", "SocketFault", "SocketFaults", "exempt"]
@@ -239,7 +240,7 @@ class SocketFaults:
     is that peer (the client side of a connection to a server at that address).
     """
 
-    def __init__(self, faultline: Faultline) -> None:
+    def __init__(self, faultline: FaultContext) -> None:
         self.faultline = faultline
         self._lock = _raw.allocate_lock()
         self._conns: weakref.WeakKeyDictionary[socket.socket, _Conn] = weakref.WeakKeyDictionary()
@@ -325,7 +326,7 @@ class SocketFaults:
                 continue  # already gone
             with self._lock:
                 conn.dropped = conn.eof = True
-            self.faultline.record("disconnect", conn.name(), "shut down both directions")
+            self.faultline.record(EventKind.DISCONNECT, conn.name(), "shut down both directions")
             dropped += 1
         self._signal_change()
         return dropped
@@ -360,7 +361,7 @@ class SocketFaults:
             old, self._changed = self._changed, _raw.RawEvent()
         old.set()
 
-    def _on_disconnect(self, hit: Hit) -> None:
+    def _on_disconnect(self, hit: Hit | None) -> None:
         self.disconnect_all()
 
     def _on_wake(self, hit: Hit | None) -> None:
@@ -471,9 +472,7 @@ class SocketFaults:
     def _draw(self, rule: SocketFault, conn: _Conn) -> int:
         stream = conn.streams.get(rule)
         if stream is None:
-            stream = conn.streams[rule] = self.faultline.decider.stream(
-                rule.stream_name(conn.label)
-            )
+            stream = conn.streams[rule] = self.faultline.stream(rule.stream_name(conn.label))
         return stream.choice(rule.nbytes) + 1
 
     def _end_stream(self, sock: socket.socket, conn: _Conn, rule: SocketFault) -> None:
@@ -483,7 +482,7 @@ class SocketFaults:
             conn.eof = True
             ready = rule._fire()
         _set_all(ready)
-        what = "reset" if rule.kind == "reset_after" else "eof"
+        what = EventKind.RESET if rule.kind == "reset_after" else EventKind.EOF
         self.faultline.record(what, conn.name(), f"after {rule.nbytes} bytes ({rule.describe()})")
         with contextlib.suppress(OSError):  # it really ends, so the peer's code sees it too
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
@@ -506,7 +505,7 @@ class SocketFaults:
         if first:
             _set_all(ready)
             self.faultline.record(
-                "stall", conn.name(), f"after {rule.nbytes} bytes ({rule.describe()})"
+                EventKind.STALL, conn.name(), f"after {rule.nbytes} bytes ({rule.describe()})"
             )
         if timeout == 0.0:
             # The kernel still holds data, so a selector reports the socket readable again at
@@ -523,9 +522,13 @@ class SocketFaults:
         if changed.wait(max(deadline - now, 0.0)) and _raw.monotonic() < deadline:
             return deadline  # the faults changed (removed, disconnect, test end): look again
         if timeout is not None:
-            self.faultline.record("timeout", conn.name(), f"read timed out after {timeout}s")
+            self.faultline.record(
+                EventKind.TIMEOUT, conn.name(), f"read timed out after {timeout}s"
+            )
             raise TimeoutError("timed out")  # what a real socket timeout says
-        self.faultline.record("timeout", conn.name(), f"stall bound of {rule.bound}s reached")
+        self.faultline.record(
+            EventKind.TIMEOUT, conn.name(), f"stall bound of {rule.bound}s reached"
+        )
         raise TimeoutError(
             f"faultline stall bound: this read was stalled by {rule.describe()} and the socket "
             f"has no timeout, so against a real stalled peer it would block forever; faultline "
@@ -565,7 +568,7 @@ class SocketFaults:
                     f"{EVENTS_PER_CONNECTION} short reads recorded on this connection; "
                     f"later ones are counted in the fault's .fired only"
                 )
-            self.faultline.record("short-read", conn.name(), detail)
+            self.faultline.record(EventKind.SHORT_READ, conn.name(), detail)
 
     def _read(
         self,

@@ -15,6 +15,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import quote
 
+from .._context import EventKind
 from .protocol import (
     ProxyConflict,
     ProxyError,
@@ -39,7 +40,7 @@ UNREACHABLE_HINT = (
     "--faultline-backend=embedded"
 )
 
-Recorder = Callable[[str, str, str], object]
+Recorder = Callable[[EventKind, str, str], object]
 
 
 class ToxiproxyUnreachable(ProxyServerError):
@@ -213,7 +214,7 @@ class RemoteProxy:
 
     def _note(self, detail: str) -> None:
         if self._record is not None:
-            self._record("proxy", self.name, detail)
+            self._record(EventKind.PROXY, self.name, detail)
 
     def add_toxic(
         self,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import _raw
+from .._context import EventKind, ServiceKey
 from ..decider import Decider, ReplayToken, derive_seed
 from ..errors import FaultlineError, ScenarioError
 from . import runtime
@@ -32,11 +33,13 @@ from .patches import restore_originals
 from .strategies import STRATEGIES, Strategy, TokenReplay, make_strategy, preemptions
 
 if TYPE_CHECKING:
-    from ..controller import Faultline
+    from .._context import FaultContext
 
 __all__ = ["explore", "install_thread_preemption", "replay"]
 
 PREEMPT_MODES = ("sync", "lines")
+SCHED_SETUP: ServiceKey[bool] = ServiceKey("sched")
+SCHED_CLOCK: ServiceKey[bool] = ServiceKey("sched.clock")
 
 
 def _whole(value: object, low: int) -> bool:
@@ -113,13 +116,13 @@ def _own_namespace(fn: Callable[[], object]) -> dict[str, Any] | None:
     return namespace
 
 
-def _prepare(faultline: Faultline) -> None:
-    def setup(fl: Faultline) -> bool:
+def _prepare(faultline: FaultContext) -> None:
+    def setup(fl: FaultContext) -> bool:
         fl.add_handler("preempt", preempt_handler)
         fl.undo.push(restore_originals, "restore threading/time/queue after the scheduler")
         return True
 
-    faultline.service("sched", setup)
+    faultline.service(SCHED_SETUP, setup)
 
 
 def _follow_clock(clock: Any) -> None:
@@ -129,7 +132,7 @@ def _follow_clock(clock: Any) -> None:
 
 
 def explore(
-    faultline: Faultline,
+    faultline: FaultContext,
     fn: Callable[[], object],
     *,
     runs: int | None = None,
@@ -162,13 +165,13 @@ def explore(
     if not isinstance(stall_timeout, (int, float)) or stall_timeout <= 0:
         raise FaultlineError(f"explore(): stall_timeout must be seconds > 0, got {stall_timeout!r}")
     if budget is None:
-        budget = getattr(faultline.settings, "budget", None)
+        budget = faultline.settings.budget
     if runs is None:
-        runs = getattr(faultline.settings, "param_runs", None) or DEFAULT_RUNS
+        runs = faultline.settings.param_runs or DEFAULT_RUNS
     _prepare(faultline)
     clock = active_clock(faultline)
     if clock is not None:
-        faultline.service("sched.clock", lambda fl: clock.add_listener(_follow_clock) or True)
+        faultline.service(SCHED_CLOCK, lambda fl: clock.add_listener(_follow_clock) or True)
     options = RunOptions(
         line_files=files,
         namespaces=_namespaces(modules, [*(namespaces or []), _own_namespace(fn)]),
@@ -185,88 +188,79 @@ def explore(
     replaying: ReplayToken | None = (
         ReplayToken.decode(token) if token is not None else original.token_in
     )
-    settings_replay = getattr(faultline.settings, "replay", None)
+    settings_replay = faultline.settings.replay
     explicit = token is not None or (replaying is not None and replaying == settings_replay)
     exploration = Exploration(strategy=strategy)
     started = _raw.monotonic()
     deadline = None if budget is None else started + float(budget)
 
     def run(decider: Decider, strat: Strategy) -> RunResult:
-        faultline.decider = decider  # faults armed inside fn draw from the run's decider
-        result = run_once(fn, decider, strat, options)
+        with faultline.use_decider(decider):  # faults inside fn draw from the run's decider
+            result = run_once(fn, decider, strat, options)
         exploration.steps = list(result.sched.trace)
         return result
 
     failing: RunResult | None = None
-    try:
-        if replaying is not None:
-            result = run(
-                Decider(replaying.seed, test=original.test, token=replaying), TokenReplay()
-            )
+    if replaying is not None:
+        result = run(Decider(replaying.seed, test=original.test, token=replaying), TokenReplay())
+        exploration.schedules += 1
+        exploration.decisions += len(result.decisions)
+        original.divergences.extend(result.decider.divergences)
+        if result.failure is not None:
+            failing = result
+            exploration.replayed = True
+    if failing is None and not explicit:
+        search = make_strategy(strategy, depth=depth, max_preemptions=max_preemptions)
+        for i in range(runs):
+            if deadline is not None and i > 0 and _raw.monotonic() > deadline:
+                exploration.notes.append(f"stopped by the {budget:g} s budget")
+                break
+            seed = derive_seed(original.seed, "sched-run", str(i))
+            result = run(Decider(seed, test=original.test), search)
             exploration.schedules += 1
             exploration.decisions += len(result.decisions)
-            original.divergences.extend(result.decider.divergences)
             if result.failure is not None:
                 failing = result
-                exploration.replayed = True
-        if failing is None and not explicit:
-            search = make_strategy(strategy, depth=depth, max_preemptions=max_preemptions)
-            for i in range(runs):
-                if deadline is not None and i > 0 and _raw.monotonic() > deadline:
-                    exploration.notes.append(f"stopped by the {budget:g} s budget")
-                    break
-                seed = derive_seed(original.seed, "sched-run", str(i))
-                result = run(Decider(seed, test=original.test), search)
-                exploration.schedules += 1
-                exploration.decisions += len(result.decisions)
-                if result.failure is not None:
-                    failing = result
-                    break
-                if search.exhausted or not result.decisions:
-                    # No choice point at all: every schedule of this body is this one.
-                    exploration.exhausted = True
-                    break
-        if failing is None:
-            faultline.decider = original
-            exploration.elapsed = _raw.monotonic() - started
-            faultline.record("schedule", "explore", exploration.summary())
-            return exploration
-        best = failing
-        exploration.found_after = _raw.monotonic() - started
-        exploration.found_preemptions = preemptions(failing.decisions)
-        if not failing.sched.stalled:
-            if shrink_failures and preemptions(failing.decisions) > 0 and replaying is None:
-                best, exploration.shrink_runs = shrink(
-                    fn,
-                    failing,
-                    options,
-                    max_runs=SHRINK_RUNS,
-                    deadline=deadline,
-                    run=run,
-                )
-            why = verify(fn, best, options, run=run)
-            if (
-                why is not None
-                and best is not failing
-                and verify(fn, failing, options, run=run) is None
-            ):
-                best, why = failing, None
-            if why is not None:
-                exploration.reproducible = False
-                exploration.notes.append(why)
-    except BaseException:
-        faultline.decider = original
-        raise
+                break
+            if search.exhausted or not result.decisions:
+                # No choice point at all: every schedule of this body is this one.
+                exploration.exhausted = True
+                break
+    if failing is None:
+        exploration.elapsed = _raw.monotonic() - started
+        faultline.record(EventKind.SCHEDULE, "explore", exploration.summary())
+        return exploration
+    best = failing
+    exploration.found_after = _raw.monotonic() - started
+    exploration.found_preemptions = preemptions(failing.decisions)
+    if not failing.sched.stalled:
+        if shrink_failures and preemptions(failing.decisions) > 0 and replaying is None:
+            best, exploration.shrink_runs = shrink(
+                fn,
+                failing,
+                options,
+                max_runs=SHRINK_RUNS,
+                deadline=deadline,
+                run=run,
+            )
+        why = verify(fn, best, options, run=run)
+        if (
+            why is not None
+            and best is not failing
+            and verify(fn, failing, options, run=run) is None
+        ):
+            best, why = failing, None
+        if why is not None:
+            exploration.reproducible = False
+            exploration.notes.append(why)
     exploration.failure = best.failure
     exploration.steps = list(best.sched.trace)
     exploration.preemptions = preemptions(best.decisions)
     exploration.elapsed = _raw.monotonic() - started
     if exploration.reproducible:
-        faultline.decider = best.decider  # the test's report and token cache show this run
+        faultline.adopt_decider(best.decider)  # the report and token cache show this run
         exploration.token = best.token
         exploration.seed = best.decider.seed
-    else:
-        faultline.decider = original
     exploration.report = describe_failure(
         exploration,
         best,
@@ -274,7 +268,7 @@ def explore(
         strategy_text=text,
         replay_options=f", preempt={preempt!r}, modules={modules!r}" if preempt != "sync" else "",
     )
-    faultline.record("schedule", "explore", exploration.summary())
+    faultline.record(EventKind.INTERLEAVING, "explore", exploration.summary())
     assert best.failure is not None
     attach(best.failure, exploration.report)
     best.failure.faultline_exploration = exploration  # type: ignore[attr-defined]
@@ -284,7 +278,7 @@ def explore(
 
 
 def replay(
-    faultline: Faultline, fn: Callable[[], object], token: str, **options: Any
+    faultline: FaultContext, fn: Callable[[], object], token: str, **options: Any
 ) -> Exploration:
     """Run ``fn`` once under the schedule recorded in ``token`` (from a failure report)."""
     __tracebackhide__ = True
@@ -297,7 +291,7 @@ def replay(
 
 
 def install_thread_preemption(
-    faultline: Faultline,
+    faultline: FaultContext,
     runs: int,
     strategy: str,
     depth: int,

@@ -21,8 +21,8 @@ from .runtime import DONE, OUTSIDE, Decision, Scheduler, Step, ThreadRecord
 from .strategies import DepthFirst, PrefixReplay, Strategy, TokenReplay, preemptions
 
 if TYPE_CHECKING:
+    from .._context import FaultContext
     from ..actions import Hit
-    from ..controller import Faultline
 
 __all__ = ["Exploration", "RunOptions", "run_once"]
 
@@ -213,7 +213,7 @@ def _observe_point(name: str, context: dict[str, Any]) -> None:
         ctx[0].point(ctx[1], f"point {name}")
 
 
-def preempt_handler(hit: Hit) -> None:
+def preempt_handler(hit: Hit | None) -> None:
     """The ``Preempt`` action: switch to another thread now, when a run is active."""
     ctx = runtime.current()
     if ctx is not None:
@@ -376,7 +376,7 @@ def attach(exc: BaseException, text: str) -> None:
         notes.append(text)
 
 
-def test_namespace(faultline: Faultline) -> dict[str, Any] | None:
+def test_namespace(faultline: FaultContext) -> dict[str, Any] | None:
     """The globals of the test's module, found from its node id (for imported-by-name
     primitives such as ``from threading import Lock``)."""
     path = faultline.nodeid.split("::", 1)[0]

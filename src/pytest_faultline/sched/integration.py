@@ -21,7 +21,7 @@ from .. import _raw
 from .runtime import current
 
 if TYPE_CHECKING:
-    from ..controller import Faultline
+    from .._context import FaultContext
 
 __all__ = ["ParkHook", "active_clock", "chained_stand_in", "install_park_hook"]
 
@@ -44,7 +44,7 @@ def _cleanup_attr(name: str) -> Any:
     return getattr(module, name, None)
 
 
-def active_clock(faultline: Faultline) -> Any:
+def active_clock(faultline: FaultContext) -> Any:
     """The test's running clock, or None."""
     find = _cleanup_attr("active_clock")
     clock = find(faultline) if callable(find) else None
