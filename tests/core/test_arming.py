@@ -151,7 +151,7 @@ def test_delay_uses_time_sleep(fl: Faultline, monkeypatch: pytest.MonkeyPatch) -
 
 def test_preempt_and_disconnect_run_registered_handlers(fl: Faultline) -> None:
     calls = []
-    fl.add_handler("disconnect", lambda hit: calls.append(("disconnect", hit.target)))
+    fl.add_handler("disconnect", lambda hit: calls.append(("disconnect", hit and hit.target)))
     fl.arm("p.net", actions.Disconnect())
     fl.arm("p.sched", actions.Preempt())
     point("p.net")

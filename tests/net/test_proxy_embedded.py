@@ -276,6 +276,7 @@ def test_toxic_added_after_bulk_data_applies_and_keeps_bytes(faultline: Faultlin
 def test_many_connections_share_one_proxy_thread(faultline: Faultline) -> None:
     with upstream(echo) as server:
         proxy = faultline.proxy(server.address)
+        assert isinstance(proxy, EmbeddedProxy)
         proxy.add_toxic("latency", latency=50, jitter=20)
         conns = [connect(proxy) for _ in range(50)]
         try:

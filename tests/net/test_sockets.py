@@ -189,7 +189,7 @@ def test_stall_is_reported_by_a_correct_reader(faultline: Faultline) -> None:
     assert isinstance(got, ProtocolError)
     assert str(got) == "timed out after 10 of 512 bytes"
     assert handle.fired == 1
-    kinds = [e.kind for e in faultline.events]
+    kinds = [e.kind.value for e in faultline.events]
     assert kinds.count("stall") == 1
     assert "timeout" in kinds
 
