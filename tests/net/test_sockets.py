@@ -263,7 +263,7 @@ def test_asyncio_reader_under_a_stall_times_out_instead_of_hanging(faultline: Fa
 
     with LoopbackServer(sender(PAYLOAD)) as server, pytest.raises(asyncio.TimeoutError):
         asyncio.run(read_message(server.address))
-    assert [e.kind for e in faultline.events].count("stall") == 1
+    assert [e.kind.value for e in faultline.events].count("stall") == 1
 
 
 # -- closes and resets ---------------------------------------------------------------------------
@@ -282,7 +282,7 @@ def test_close_after_is_reported_by_a_correct_reader(faultline: Faultline) -> No
     assert isinstance(got, ProtocolError)
     assert str(got) == "connection closed after 100 of 512 bytes"
     assert handle.fired == 1
-    assert [e.kind for e in faultline.events].count("eof") == 1
+    assert [e.kind.value for e in faultline.events].count("eof") == 1
 
 
 def test_close_after_ends_the_connection_for_the_peer_too(faultline: Faultline) -> None:
@@ -344,7 +344,7 @@ def test_reset_after_crashes_a_reader_that_does_not_expect_it(faultline: Faultli
         with pytest.raises(ConnectionResetError, match="reset_after"):
             fetch_all_naive(server.address, 3)
     assert handle.fired == 1
-    assert [e.kind for e in faultline.events].count("reset") == 1
+    assert [e.kind.value for e in faultline.events].count("reset") == 1
 
 
 def test_reset_after_is_survived_by_a_reader_that_reconnects(faultline: Faultline) -> None:
@@ -490,7 +490,7 @@ def test_disconnect_all_drops_both_ends_and_allows_reconnecting(faultline: Fault
     assert seen[0] == b""
     assert isinstance(seen[1], BrokenPipeError)
     assert seen[2:] == [b"", b""]  # the new connection was left alone
-    assert [e.kind for e in faultline.events].count("disconnect") == 2
+    assert [e.kind.value for e in faultline.events].count("disconnect") == 2
 
 
 def test_the_disconnect_action_drops_connections(faultline: Faultline) -> None:
