@@ -25,26 +25,44 @@ from .registry import REGISTRY, scenario
 
 if TYPE_CHECKING:
     from . import actions
-    from .controller import Arming, FaultEvent, Faultline
+    from ._context import EventKind, FaultEvent
+    from .arming import Arming
+    from .cleanup import Clock, Deferral, HeldCall
+    from .controller import Faultline
     from .decider import ReplayToken
+    from .exploring import ExploreOptions
+    from .lockorder import LockOrder
+    from .net import Proxy, SocketFault, SocketFaults, Toxic
+    from .sched import Exploration
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "REGISTRY",
     "Arming",
+    "Clock",
     "DeadlockError",
+    "Deferral",
+    "EventKind",
+    "Exploration",
+    "ExploreOptions",
     "FaultEvent",
     "Faultline",
     "FaultlineError",
     "FaultlineWarning",
+    "HeldCall",
     "InjectedFault",
+    "LockOrder",
     "LockOrderError",
+    "Proxy",
     "ReplayToken",
     "ReplayTokenError",
     "ScenarioError",
+    "SocketFault",
+    "SocketFaults",
     "TargetError",
     "ThreadAffinityError",
+    "Toxic",
     "UnreachedPointWarning",
     "actions",
     "point",
@@ -56,6 +74,17 @@ _LAZY = {
     "Arming": ("pytest_faultline.arming", "Arming"),
     "FaultEvent": ("pytest_faultline._context", "FaultEvent"),
     "Faultline": ("pytest_faultline.controller", "Faultline"),
+    "EventKind": ("pytest_faultline._context", "EventKind"),
+    "Clock": ("pytest_faultline.cleanup", "Clock"),
+    "Deferral": ("pytest_faultline.cleanup", "Deferral"),
+    "HeldCall": ("pytest_faultline.cleanup", "HeldCall"),
+    "ExploreOptions": ("pytest_faultline.exploring", "ExploreOptions"),
+    "Exploration": ("pytest_faultline.sched", "Exploration"),
+    "LockOrder": ("pytest_faultline.lockorder", "LockOrder"),
+    "Proxy": ("pytest_faultline.net.protocol", "Proxy"),
+    "Toxic": ("pytest_faultline.net.protocol", "Toxic"),
+    "SocketFault": ("pytest_faultline.net.sockets", "SocketFault"),
+    "SocketFaults": ("pytest_faultline.net.sockets", "SocketFaults"),
     "ReplayToken": ("pytest_faultline.decider", "ReplayToken"),
 }
 

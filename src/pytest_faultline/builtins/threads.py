@@ -29,10 +29,13 @@ def thread_preemption(
     wait-for cycle. `strategy`: "pct" (depth `depth`), "random", or "dfs" (exhaustive, at most
     `max_preemptions` preemptions per schedule).
     """
+    from ..errors import ScenarioError
+    from ..exploring import ExploreOptions
     from ..sched import install_thread_preemption
 
-    install_thread_preemption(
-        faultline,
+    options = ExploreOptions.build(
+        where="faultline scenario 'thread_preemption'",
+        error=ScenarioError,
         runs=runs,
         strategy=strategy,
         depth=depth,
@@ -40,3 +43,4 @@ def thread_preemption(
         preempt=preempt,
         modules=modules,
     )
+    install_thread_preemption(faultline, options)

@@ -45,7 +45,7 @@ REAL_TIME_MODULES = (
 FIRE_BOUND_S = 10.0  # how long an advance waits for one timer callback to finish
 TIMER_POLL_S = 1.0
 MAX_FIRINGS = 100_000  # per advance: a timer re-arming itself with interval 0 must not spin
-JOIN_BOUND_S = 5.0
+JOIN_BOUND_S = _raw.JOIN_BOUND_S
 
 _RealTimer = threading.Timer
 

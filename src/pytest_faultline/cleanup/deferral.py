@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Deferral", "HeldCall"]
 
-PARK_BOUND_S = 30.0  # a parked thread runs its call anyway after this long (recorded)
-HANDOFF_BOUND_S = 10.0  # how long a release waits for a handed-off call to finish
+PARK_BOUND_S = _raw.PARK_BOUND_S
+HANDOFF_BOUND_S = _raw.CALL_BOUND_S  # how long a release waits for a handed-off call
 ARGS_SHOWN = 60
 
 DEFER_HELP = (
@@ -143,7 +143,7 @@ class Deferral:
         self._done: list[HeldCall] = []
         self._lock = _raw.allocate_lock()
         self._home = _raw.get_ident()
-        self._waiters: list[tuple[int, _raw.RawEvent]] = []
+        self._held_count = _raw.CountLatch()
         self._count = 0
         call_target = resolve(self.target)
         # Resolve everything before patching anything: a bad until leaves nothing installed.
@@ -214,17 +214,12 @@ class Deferral:
         """
         return self.finish("release()")
 
-    def wait(self, count: int = 1, timeout: float = HANDOFF_BOUND_S) -> bool:
-        """Block until ``count`` calls in all have been held; False on timeout.
+    def wait(self, n: int = 1, timeout: float = _raw.WAIT_BOUND_S) -> bool:
+        """Block until ``n`` calls in all have been held; False on timeout.
 
         Use it instead of sleeping to know that a worker has reached the deferred call.
         """
-        with self._lock:
-            if len(self._held) + len(self._done) >= count:
-                return True
-            event = _raw.RawEvent()
-            self._waiters.append((count, event))
-        return event.wait(timeout)
+        return self._held_count.wait(n, timeout)
 
     def finish(self, trigger: str) -> list[HeldCall]:
         """Stop holding and release what is held (``release()`` and the test's end call this)."""
@@ -301,11 +296,7 @@ class Deferral:
         with self._lock:
             self._held.append(call)
             self._held.sort(key=lambda c: c.index)  # a concurrent hold may have come in first
-            count = len(self._held) + len(self._done)
-            ready = [ev for need, ev in self._waiters if count >= need]
-            self._waiters = [(n, ev) for n, ev in self._waiters if count < n]
-        for ev in ready:
-            ev.set()
+        self._held_count.arrive()
         if self._clock is not None and self.seconds is not None:
             call._due = self._clock._schedule(
                 self.seconds,

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["STALL_BOUND_S", "SocketFault", "SocketFaults", "exempt"]
 
-STALL_BOUND_S = 10.0
+STALL_BOUND_S = _raw.STALL_BOUND_S
 """How long a read on a socket without a timeout stays stalled before faultline gives up."""
 
 NONBLOCKING_PAUSE_S = 0.001
@@ -130,14 +130,13 @@ class SocketFault:
         self.kind = kind
         self.nbytes = nbytes
         self.peer = peer[0] if peer is not None else None
-        self.fired = 0
         self.active = True
         self.bound = bound
         self._owner = owner
         self._addresses = peer[1] if peer is not None else None
         self._port = peer[2] if peer is not None else 0
         self._index = index
-        self._waiters: list[tuple[int, _raw.RawEvent]] = []
+        self._fired = _raw.CountLatch()
         self.threshold = kind != "short_reads"
 
     def __repr__(self) -> str:
@@ -156,23 +155,19 @@ class SocketFault:
     def stream_name(self, label: str) -> str:
         return f"sockets.{self.kind}#{self._index}:{label}"
 
-    def wait(self, times: int = 1, timeout: float = STALL_BOUND_S) -> bool:
-        """Block until this fault has fired ``times`` times in all (for example until a reader
-        is stalled); False after ``timeout`` seconds. Use it instead of sleeping."""
-        with self._owner._lock:
-            if self.fired >= times:
-                return True
-            event = _raw.RawEvent()
-            self._waiters.append((times, event))
-        return event.wait(timeout)
+    @property
+    def fired(self) -> int:
+        """How many times this fault acted."""
+        return self._fired.count
 
-    def _fire(self) -> list[_raw.RawEvent]:
-        """Count one injection (the owner's lock is held); the waiters it satisfies."""
-        self.fired += 1
-        ready = [event for need, event in self._waiters if self.fired >= need]
-        if ready:
-            self._waiters = [(n, e) for n, e in self._waiters if self.fired < n]
-        return ready
+    def wait(self, n: int = 1, timeout: float = _raw.WAIT_BOUND_S) -> bool:
+        """Block until this fault has fired ``n`` times in all (for example until a reader
+        is stalled); False after ``timeout`` seconds. Use it instead of sleeping."""
+        return self._fired.wait(n, timeout)
+
+    def _fire(self) -> None:
+        """Count one injection (waking the waiters it satisfies)."""
+        self._fired.arrive()
 
     def remove(self) -> None:
         """End this fault now; reads stalled by it go on with the data the peer sent."""
@@ -480,8 +475,7 @@ class SocketFaults:
             if conn.eof:
                 return
             conn.eof = True
-            ready = rule._fire()
-        _set_all(ready)
+            rule._fire()
         what = EventKind.RESET if rule.kind == "reset_after" else EventKind.EOF
         self.faultline.record(what, conn.name(), f"after {rule.nbytes} bytes ({rule.describe()})")
         with contextlib.suppress(OSError):  # it really ends, so the peer's code sees it too
@@ -498,12 +492,10 @@ class SocketFaults:
         timeout = sock.gettimeout()
         with self._lock:
             first = rule not in conn.stalled
-            ready = []
             if first:
                 conn.stalled.add(rule)
-                ready = rule._fire()
+                rule._fire()
         if first:
-            _set_all(ready)
             self.faultline.record(
                 EventKind.STALL, conn.name(), f"after {rule.nbytes} bytes ({rule.describe()})"
             )
@@ -546,7 +538,6 @@ class SocketFaults:
     ) -> None:
         """Count ``got`` bytes read against each fault; record the reads a fault cut short."""
         record: list[tuple[SocketFault, int]] = []
-        ready: list[_raw.RawEvent] = []
         with self._lock:
             for rule in rules:
                 if rule.threshold:
@@ -554,12 +545,11 @@ class SocketFaults:
                 elif got > 0:
                     split = conn.splits.pop(rule, requested)
                     if split < requested and got == limit == split:
-                        ready += rule._fire()
+                        rule._fire()
                         seen = conn.recorded.get(rule, 0)
                         conn.recorded[rule] = seen + 1
                         if seen <= EVENTS_PER_CONNECTION:
                             record.append((rule, seen))
-        _set_all(ready)
         for rule, seen in record:
             if seen < EVENTS_PER_CONNECTION:
                 detail = f"read {got} of {requested} bytes ({rule.describe()})"
@@ -605,8 +595,3 @@ class SocketFaults:
         if conn is None or conn.version != self._version:
             conn = self._refresh(sock)
         return conn
-
-
-def _set_all(events: list[_raw.RawEvent]) -> None:
-    for event in events:
-        event.set()

@@ -1,20 +1,24 @@
-"""``faultline.explore``, ``faultline.replay`` and the ``thread_preemption`` scenario."""
+"""``faultline.explore``, ``faultline.replay`` and the ``thread_preemption`` scenario.
+
+An exploration is three steps: :func:`search` runs schedules until one fails, :func:`settle`
+shrinks that failure and checks that its token replays it, :func:`conclude` reports it. Every
+step reads one :class:`~pytest_faultline.exploring.ExploreOptions`.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import _raw
 from .._context import EventKind, ServiceKey
 from ..decider import Decider, ReplayToken, derive_seed
 from ..errors import FaultlineError, ScenarioError
+from ..exploring import ExploreOptions
 from . import runtime
 from .explore import (
-    DEFAULT_MAX_STEPS,
-    DEFAULT_RUNS,
-    DEFAULT_STALL_S,
     SHRINK_RUNS,
     Exploration,
     RunOptions,
@@ -30,72 +34,15 @@ from .explore import (
 from .integration import active_clock
 from .lines import module_files
 from .patches import restore_originals
-from .strategies import STRATEGIES, Strategy, TokenReplay, make_strategy, preemptions
+from .strategies import Strategy, TokenReplay, make_strategy, preemptions
 
 if TYPE_CHECKING:
     from .._context import FaultContext
 
 __all__ = ["explore", "install_thread_preemption", "replay"]
 
-PREEMPT_MODES = ("sync", "lines")
 SCHED_SETUP: ServiceKey[bool] = ServiceKey("sched")
 SCHED_CLOCK: ServiceKey[bool] = ServiceKey("sched.clock")
-
-
-def _whole(value: object, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def check_options(
-    *,
-    runs: object,
-    strategy: object,
-    depth: object,
-    max_preemptions: object,
-    preempt: object,
-    modules: object,
-    error: type[FaultlineError] = FaultlineError,
-    where: str = "explore()",
-) -> frozenset[str]:
-    """Validate the scheduler's options; return the source files of ``modules`` for lines mode."""
-    if runs is not None and not _whole(runs, 1):
-        raise error(f"{where}: runs must be a whole number >= 1, got {runs!r}")
-    if strategy not in STRATEGIES:
-        raise error(
-            f"{where}: unknown strategy {strategy!r}; use one of "
-            f"{', '.join(map(repr, STRATEGIES))} "
-            f"(replay a token with faultline.replay(fn, token) or --faultline-replay)"
-        )
-    if not _whole(depth, 1):
-        raise error(f"{where}: depth must be a whole number >= 1 (pct's bug depth), got {depth!r}")
-    if max_preemptions is not None and not _whole(max_preemptions, 0):
-        raise error(
-            f"{where}: max_preemptions must be a whole number >= 0 or None, got {max_preemptions!r}"
-        )
-    if preempt not in PREEMPT_MODES:
-        raise error(
-            f"{where}: preempt must be 'sync' (switch at synchronisation operations) or 'lines' "
-            f"(also at every line of modules=[...]), got {preempt!r}"
-        )
-    if modules is not None and (
-        not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) for m in modules)
-    ):
-        raise error(
-            f"{where}: modules must be a list of module names like ['pkg.mod'], got {modules!r}"
-        )
-    if preempt == "lines" and not modules:
-        raise error(
-            f"{where}: preempt='lines' needs modules=['pkg.mod', ...]: the modules whose every "
-            f"line becomes a scheduling point (tracing every module would be far too slow)"
-        )
-    for name in modules or ():
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise error(
-                f"{where}: cannot import module {name!r} named in modules=: {exc}"
-            ) from None
-    return module_files(list(modules or [])) if preempt == "lines" else frozenset()
 
 
 def _namespaces(
@@ -135,146 +82,178 @@ def explore(
     faultline: FaultContext,
     fn: Callable[[], object],
     *,
-    runs: int | None = None,
-    strategy: str = "pct",
-    depth: int = 3,
-    max_preemptions: int | None = None,
-    preempt: str = "sync",
-    modules: list[str] | None = None,
-    budget: float | None = None,
-    stall_timeout: float = DEFAULT_STALL_S,
-    max_steps: int = DEFAULT_MAX_STEPS,
-    shrink_failures: bool = True,
+    options: ExploreOptions | None = None,
     token: str | None = None,
     raises: bool = True,
     namespaces: list[dict[str, Any] | None] | None = None,
+    shrink_failures: bool | None = None,
+    **given: Any,
 ) -> Exploration:
     """Run ``fn`` under up to ``runs`` thread schedules chosen by ``strategy``; stop at the first
     failure, shrink it, check that its token replays it, and raise it with the report attached
     (or return it in the :class:`Exploration` with ``raises=False``). State that must be fresh
-    for each schedule has to be created inside ``fn``."""
+    for each schedule has to be created inside ``fn``. The options are those of
+    :class:`~pytest_faultline.ExploreOptions`, given as keywords or as ``options=``."""
     __tracebackhide__ = True
-    files = check_options(
-        runs=runs,
-        strategy=strategy,
-        depth=depth,
-        max_preemptions=max_preemptions,
-        preempt=preempt,
-        modules=modules,
-    )
-    if not isinstance(stall_timeout, (int, float)) or stall_timeout <= 0:
-        raise FaultlineError(f"explore(): stall_timeout must be seconds > 0, got {stall_timeout!r}")
-    if budget is None:
-        budget = faultline.settings.budget
-    if runs is None:
-        runs = faultline.settings.param_runs or DEFAULT_RUNS
-    _prepare(faultline)
-    clock = active_clock(faultline)
-    if clock is not None:
-        faultline.service(SCHED_CLOCK, lambda fl: clock.add_listener(_follow_clock) or True)
-    options = RunOptions(
-        line_files=files,
-        namespaces=_namespaces(modules, [*(namespaces or []), _own_namespace(fn)]),
-        stall_timeout=float(stall_timeout),
-        max_steps=max_steps,
-        clock=clock,
-    )
-    text = f"{strategy}" + (f", depth {depth}" if strategy == "pct" else "")
-    text = f"of up to {runs}, {text}"
-    if strategy == "dfs":
-        text += f", max_preemptions {max_preemptions}"
-    text += f", preempt={preempt}"
-    original = faultline.decider
-    replaying: ReplayToken | None = (
-        ReplayToken.decode(token) if token is not None else original.token_in
-    )
-    settings_replay = faultline.settings.replay
-    explicit = token is not None or (replaying is not None and replaying == settings_replay)
-    exploration = Exploration(strategy=strategy)
-    started = _raw.monotonic()
-    deadline = None if budget is None else started + float(budget)
+    if shrink_failures is not None:  # the name before ExploreOptions
+        given["shrink"] = shrink_failures
+    if options is None:
+        options = ExploreOptions.build(**given)
+    elif given:
+        raise FaultlineError(
+            f"explore(): give the options either as options=ExploreOptions(...) or as keywords, "
+            f"not both (got options= and {', '.join(sorted(given))})"
+        )
+    else:
+        options.check(where="explore()")
+    options = options.resolved(faultline.settings)
+    session = _Session(faultline, fn, options, token, namespaces)
+    failing = session.search()
+    if failing is None:
+        return session.exploration
+    best = session.settle(failing)
+    return session.conclude(best, raises=raises)
 
-    def run(decider: Decider, strat: Strategy) -> RunResult:
-        with faultline.use_decider(decider):  # faults inside fn draw from the run's decider
-            result = run_once(fn, decider, strat, options)
-        exploration.steps = list(result.sched.trace)
+
+@dataclass
+class _Session:
+    """One exploration of ``fn``: its options, the runs it made, and what it found."""
+
+    faultline: FaultContext
+    fn: Callable[[], object]
+    options: ExploreOptions
+    token: str | None
+    namespaces: list[dict[str, Any] | None] | None
+
+    def __post_init__(self) -> None:
+        faultline, options = self.faultline, self.options
+        _prepare(faultline)
+        clock = active_clock(faultline)
+        if clock is not None:
+            faultline.service(SCHED_CLOCK, lambda fl: clock.add_listener(_follow_clock) or True)
+        files = module_files(list(options.modules)) if options.preempt == "lines" else frozenset()
+        self.run_options = RunOptions(
+            line_files=files,
+            namespaces=_namespaces(
+                list(options.modules), [*(self.namespaces or []), _own_namespace(self.fn)]
+            ),
+            stall_timeout=float(options.stall_timeout),
+            max_steps=options.max_steps,
+            clock=clock,
+        )
+        self.original = faultline.decider
+        self.replaying: ReplayToken | None = (
+            ReplayToken.decode(self.token) if self.token is not None else self.original.token_in
+        )
+        # A token given here or on the command line replays only; one from the cache replays
+        # first and the search goes on if it passes.
+        self.explicit = self.token is not None or (
+            self.replaying is not None and self.replaying == faultline.settings.replay
+        )
+        self.exploration = Exploration(strategy=options.strategy)
+        self.started = _raw.monotonic()
+        budget = options.budget
+        self.deadline = None if budget is None else self.started + float(budget)
+
+    def run(self, decider: Decider, strategy: Strategy) -> RunResult:
+        with self.faultline.use_decider(decider):  # faults inside fn draw from the run's decider
+            result = run_once(self.fn, decider, strategy, self.run_options)
+        self.exploration.steps = list(result.sched.trace)
         return result
 
-    failing: RunResult | None = None
-    if replaying is not None:
-        result = run(Decider(replaying.seed, test=original.test, token=replaying), TokenReplay())
-        exploration.schedules += 1
-        exploration.decisions += len(result.decisions)
-        original.divergences.extend(result.decider.divergences)
-        if result.failure is not None:
-            failing = result
-            exploration.replayed = True
-    if failing is None and not explicit:
-        search = make_strategy(strategy, depth=depth, max_preemptions=max_preemptions)
-        for i in range(runs):
-            if deadline is not None and i > 0 and _raw.monotonic() > deadline:
-                exploration.notes.append(f"stopped by the {budget:g} s budget")
-                break
-            seed = derive_seed(original.seed, "sched-run", str(i))
-            result = run(Decider(seed, test=original.test), search)
+    def search(self) -> RunResult | None:
+        """Run schedules until one fails; None (and a recorded summary) if none did."""
+        exploration, options, original = self.exploration, self.options, self.original
+        if self.replaying is not None:
+            replaying = self.replaying
+            result = self.run(
+                Decider(replaying.seed, test=original.test, token=replaying), TokenReplay()
+            )
             exploration.schedules += 1
             exploration.decisions += len(result.decisions)
+            original.divergences.extend(result.decider.divergences)
             if result.failure is not None:
-                failing = result
-                break
-            if search.exhausted or not result.decisions:
-                # No choice point at all: every schedule of this body is this one.
-                exploration.exhausted = True
-                break
-    if failing is None:
-        exploration.elapsed = _raw.monotonic() - started
-        faultline.record(EventKind.SCHEDULE, "explore", exploration.summary())
-        return exploration
-    best = failing
-    exploration.found_after = _raw.monotonic() - started
-    exploration.found_preemptions = preemptions(failing.decisions)
-    if not failing.sched.stalled:
-        if shrink_failures and preemptions(failing.decisions) > 0 and replaying is None:
-            best, exploration.shrink_runs = shrink(
-                fn,
-                failing,
-                options,
-                max_runs=SHRINK_RUNS,
-                deadline=deadline,
-                run=run,
+                exploration.replayed = True
+                return self._found(result)
+        if not self.explicit:
+            strategy = make_strategy(
+                options.strategy, depth=options.depth, max_preemptions=options.max_preemptions
             )
-        why = verify(fn, best, options, run=run)
+            for i in range(options.run_count):
+                if self.deadline is not None and i > 0 and _raw.monotonic() > self.deadline:
+                    exploration.notes.append(f"stopped by the {options.budget:g} s budget")
+                    break
+                seed = derive_seed(original.seed, "sched-run", str(i))
+                result = self.run(Decider(seed, test=original.test), strategy)
+                exploration.schedules += 1
+                exploration.decisions += len(result.decisions)
+                if result.failure is not None:
+                    return self._found(result)
+                if strategy.exhausted or not result.decisions:
+                    # No choice point at all: every schedule of this body is this one.
+                    exploration.exhausted = True
+                    break
+        exploration.elapsed = _raw.monotonic() - self.started
+        self.faultline.record(EventKind.SCHEDULE, "explore", exploration.summary())
+        return None
+
+    def _found(self, failing: RunResult) -> RunResult:
+        self.exploration.found_after = _raw.monotonic() - self.started
+        self.exploration.found_preemptions = preemptions(failing.decisions)
+        return failing
+
+    def settle(self, failing: RunResult) -> RunResult:
+        """Shrink ``failing`` to fewer preemptions and check that its token replays it."""
+        exploration, options = self.exploration, self.options
+        if failing.sched.stalled:
+            return failing  # a stalled run is not replayed: it would stall again
+        best = failing
+        if options.shrink and preemptions(failing.decisions) > 0 and self.replaying is None:
+            best, exploration.shrink_runs = shrink(
+                self.fn,
+                failing,
+                self.run_options,
+                max_runs=SHRINK_RUNS,
+                deadline=self.deadline,
+                run=self.run,
+            )
+        why = verify(self.fn, best, self.run_options, run=self.run)
         if (
             why is not None
             and best is not failing
-            and verify(fn, failing, options, run=run) is None
+            and verify(self.fn, failing, self.run_options, run=self.run) is None
         ):
             best, why = failing, None
         if why is not None:
             exploration.reproducible = False
             exploration.notes.append(why)
-    exploration.failure = best.failure
-    exploration.steps = list(best.sched.trace)
-    exploration.preemptions = preemptions(best.decisions)
-    exploration.elapsed = _raw.monotonic() - started
-    if exploration.reproducible:
-        faultline.adopt_decider(best.decider)  # the report and token cache show this run
-        exploration.token = best.token
-        exploration.seed = best.decider.seed
-    exploration.report = describe_failure(
-        exploration,
-        best,
-        nodeid=faultline.nodeid,
-        strategy_text=text,
-        replay_options=f", preempt={preempt!r}, modules={modules!r}" if preempt != "sync" else "",
-    )
-    faultline.record(EventKind.INTERLEAVING, "explore", exploration.summary())
-    assert best.failure is not None
-    attach(best.failure, exploration.report)
-    best.failure.faultline_exploration = exploration  # type: ignore[attr-defined]
-    if raises:
-        raise best.failure
-    return exploration
+        return best
+
+    def conclude(self, best: RunResult, *, raises: bool) -> Exploration:
+        """Record and report the failure of ``best``; raise it unless ``raises=False``."""
+        exploration, faultline = self.exploration, self.faultline
+        exploration.failure = best.failure
+        exploration.steps = list(best.sched.trace)
+        exploration.preemptions = preemptions(best.decisions)
+        exploration.elapsed = _raw.monotonic() - self.started
+        if exploration.reproducible:
+            faultline.adopt_decider(best.decider)  # the report and token cache show this run
+            exploration.token = best.token
+            exploration.seed = best.decider.seed
+        exploration.report = describe_failure(
+            exploration,
+            best,
+            nodeid=faultline.nodeid,
+            strategy_text=self.options.describe(),
+            replay_options=self.options.replay_arguments(),
+        )
+        faultline.record(EventKind.INTERLEAVING, "explore", exploration.summary())
+        assert best.failure is not None
+        attach(best.failure, exploration.report)
+        best.failure.faultline_exploration = exploration  # type: ignore[attr-defined]
+        if raises:
+            raise best.failure
+        return exploration
 
 
 def replay(
@@ -290,40 +269,13 @@ def replay(
     return explore(faultline, fn, token=token, **options)
 
 
-def install_thread_preemption(
-    faultline: FaultContext,
-    runs: int,
-    strategy: str,
-    depth: int,
-    max_preemptions: int | None,
-    preempt: str,
-    modules: list[str] | None,
-) -> None:
+def install_thread_preemption(faultline: FaultContext, options: ExploreOptions) -> None:
     """The ``thread_preemption`` scenario: run the test body under many schedules."""
-    check_options(
-        runs=runs,
-        strategy=strategy,
-        depth=depth,
-        max_preemptions=max_preemptions,
-        preempt=preempt,
-        modules=modules,
-        error=ScenarioError,
-        where="faultline scenario 'thread_preemption'",
-    )
+    options.check(where="faultline scenario 'thread_preemption'", error=ScenarioError)
     namespace = test_namespace(faultline)
 
     def wrapper(call: Callable[[], object]) -> object:
         __tracebackhide__ = True
-        return explore(
-            faultline,
-            call,
-            runs=runs,
-            strategy=strategy,
-            depth=depth,
-            max_preemptions=max_preemptions,
-            preempt=preempt,
-            modules=modules,
-            namespaces=[namespace],
-        )
+        return explore(faultline, call, options=options, namespaces=[namespace])
 
     faultline.wrap_body(wrapper)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _points, _raw
 from ..decider import Decider, derive_seed
 from ..errors import DeadlockError, FaultlineError
+from ..exploring import DEFAULT_MAX_STEPS, DEFAULT_STALL_S
 from . import runtime
 from .integration import install_park_hook
 from .lines import LineHook
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["Exploration", "RunOptions", "run_once"]
 
 SCHED_STREAM = "sched"
-DEFAULT_RUNS = 100
-DEFAULT_STALL_S = 10.0
-DEFAULT_MAX_STEPS = 200_000
 SHRINK_RUNS = 60
 SUPERVISE_POLL_S = 0.02
 UNWIND_BOUND_S = 2.0

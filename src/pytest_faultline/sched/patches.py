@@ -32,7 +32,7 @@ from .runtime import DONE, Scheduler, current
 
 __all__ = ["ORIGINAL_JOIN", "ORIGINAL_START", "PatchSet", "restore_originals"]
 
-JOIN_BOUND_S = 5.0
+JOIN_BOUND_S = _raw.JOIN_BOUND_S
 
 ORIGINAL_START = threading.Thread.start
 ORIGINAL_JOIN = threading.Thread.join

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from ..exploring import STRATEGIES
 from .runtime import Decision, Scheduler, ThreadRecord
 
 __all__ = [
@@ -23,7 +24,6 @@ __all__ = [
     "preemptions",
 ]
 
-STRATEGIES = ("random", "pct", "dfs")
 PCT_FIRST_ESTIMATE = 20
 
 

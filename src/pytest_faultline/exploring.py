@@ -1,0 +1,171 @@
+"""One options object for an exploration: which schedules to try, how many, for how long.
+
+Shared by the ``thread_preemption`` scenario, ``faultline.explore()`` and ``faultline.replay()``
+(and by asyncio task schedules), so defaults and validation live in one place.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING, Any
+
+from .errors import FaultlineError
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = [
+    "DEFAULT_RUNS",
+    "DEFAULT_STRATEGY",
+    "PREEMPT_MODES",
+    "STRATEGIES",
+    "ExploreOptions",
+]
+
+STRATEGIES = ("random", "pct", "dfs")
+DEFAULT_STRATEGY = "pct"
+PREEMPT_MODES = ("sync", "lines")
+DEFAULT_RUNS = 100
+DEFAULT_DEPTH = 3
+DEFAULT_STALL_S = 10.0
+DEFAULT_MAX_STEPS = 200_000
+
+
+def _whole(value: object, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+@dataclass(frozen=True)
+class ExploreOptions:
+    """How an exploration searches: ``runs`` schedules (None: the ``--faultline-runs`` setting,
+    else 100) chosen by ``strategy`` ("pct" with bug depth ``depth``, "random", or "dfs" with at
+    most ``max_preemptions`` preemptions per schedule); scheduling points at synchronisation
+    operations (``preempt="sync"``) or also at every line of ``modules`` (``"lines"``); the
+    search stops after ``budget`` seconds; a run that makes no progress for ``stall_timeout``
+    seconds, or takes more than ``max_steps`` steps, is reported; a failure is shrunk unless
+    ``shrink=False``."""
+
+    runs: int | None = None
+    strategy: str = DEFAULT_STRATEGY
+    depth: int = DEFAULT_DEPTH
+    max_preemptions: int | None = None
+    preempt: str = "sync"
+    modules: tuple[str, ...] = ()
+    budget: float | None = None
+    stall_timeout: float = DEFAULT_STALL_S
+    max_steps: int = DEFAULT_MAX_STEPS
+    shrink: bool = True
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        where: str = "explore()",
+        error: type[FaultlineError] = FaultlineError,
+        **given: Any,
+    ) -> ExploreOptions:
+        """Options from keyword arguments, checked; ``error`` names ``where`` and the fix."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise error(
+                f"{where}: unknown option{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))}; the options are {', '.join(sorted(known))}"
+            )
+        if "modules" in given and given["modules"] is not None:
+            modules = given["modules"]
+            if not isinstance(modules, (list, tuple)) or not all(
+                isinstance(m, str) for m in modules
+            ):
+                raise error(
+                    f"{where}: modules must be a list of module names like ['pkg.mod'], "
+                    f"got {modules!r}"
+                )
+            given["modules"] = tuple(modules)
+        elif "modules" in given:
+            given["modules"] = ()
+        options = cls(**given)
+        options.check(where=where, error=error)
+        return options
+
+    def check(self, *, where: str, error: type[FaultlineError] = FaultlineError) -> None:
+        """Raise ``error`` for the first option that is not usable."""
+        if self.runs is not None and not _whole(self.runs, 1):
+            raise error(f"{where}: runs must be a whole number >= 1, got {self.runs!r}")
+        if self.strategy not in STRATEGIES:
+            raise error(
+                f"{where}: unknown strategy {self.strategy!r}; use one of "
+                f"{', '.join(map(repr, STRATEGIES))} "
+                f"(replay a token with faultline.replay(fn, token) or --faultline-replay)"
+            )
+        if not _whole(self.depth, 1):
+            raise error(
+                f"{where}: depth must be a whole number >= 1 (pct's bug depth), got {self.depth!r}"
+            )
+        if self.max_preemptions is not None and not _whole(self.max_preemptions, 0):
+            raise error(
+                f"{where}: max_preemptions must be a whole number >= 0 or None, "
+                f"got {self.max_preemptions!r}"
+            )
+        if self.preempt not in PREEMPT_MODES:
+            raise error(
+                f"{where}: preempt must be 'sync' (switch at synchronisation operations) or "
+                f"'lines' (also at every line of modules=[...]), got {self.preempt!r}"
+            )
+        if self.preempt == "lines" and not self.modules:
+            raise error(
+                f"{where}: preempt='lines' needs modules=['pkg.mod', ...]: the modules whose "
+                f"every line becomes a scheduling point (tracing every module would be far too "
+                f"slow)"
+            )
+        if self.budget is not None and (
+            not isinstance(self.budget, (int, float))
+            or isinstance(self.budget, bool)
+            or not self.budget > 0
+        ):
+            raise error(f"{where}: budget must be seconds > 0 or None, got {self.budget!r}")
+        if (
+            not isinstance(self.stall_timeout, (int, float))
+            or isinstance(self.stall_timeout, bool)
+            or not self.stall_timeout > 0
+        ):
+            raise error(f"{where}: stall_timeout must be seconds > 0, got {self.stall_timeout!r}")
+        if not _whole(self.max_steps, 1):
+            raise error(f"{where}: max_steps must be a whole number >= 1, got {self.max_steps!r}")
+        if not isinstance(self.shrink, bool):
+            raise error(f"{where}: shrink must be True or False, got {self.shrink!r}")
+        for name in self.modules:
+            try:
+                importlib.import_module(name)
+            except ImportError as exc:
+                raise error(
+                    f"{where}: cannot import module {name!r} named in modules=: {exc}"
+                ) from None
+
+    def resolved(self, settings: Settings) -> ExploreOptions:
+        """These options with what the session's settings fill in (runs, budget)."""
+        return replace(
+            self,
+            runs=self.runs or settings.param_runs or DEFAULT_RUNS,
+            budget=self.budget if self.budget is not None else settings.budget,
+        )
+
+    @property
+    def run_count(self) -> int:
+        return self.runs or DEFAULT_RUNS
+
+    def describe(self) -> str:
+        """How the search went, for the report: 'of up to 100, pct, depth 3, preempt=sync'."""
+        text = self.strategy + (f", depth {self.depth}" if self.strategy == "pct" else "")
+        text = f"of up to {self.run_count}, {text}"
+        if self.strategy == "dfs":
+            text += f", max_preemptions {self.max_preemptions}"
+        return text + f", preempt={self.preempt}"
+
+    def replay_arguments(self) -> str:
+        """The keyword arguments a replay needs besides the token (what the schedule depends
+        on), as source text: '' or ", preempt='lines', modules=['pkg.mod']"."""
+        if self.preempt == "sync":
+            return ""
+        return f", preempt={self.preempt!r}, modules={list(self.modules)!r}"
