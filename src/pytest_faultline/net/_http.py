@@ -177,6 +177,7 @@ class HTTPServer:
         self._loop_finished = _raw.RawEvent()
         self._started = False
         self._closed = False
+        self.accepted = 0  # connections accepted so far
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -273,6 +274,7 @@ class HTTPServer:
                     self._set_accepting(False)
                 return
             exempt(sock)
+            self.accepted += 1
             sock.setblocking(False)
             with suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

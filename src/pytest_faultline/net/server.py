@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .. import _raw
+from ..cli import PORT_ERROR
 from ._http import HTTPServer, Limits, Request, Response, error_response, json_response
 from .protocol import (
     ProxyConflict,
@@ -40,7 +41,6 @@ BROWSER_REFUSED = (
     "User agent not allowed: faultline serve refuses browsers (a User-Agent starting with "
     "'Mozilla/'), as Toxiproxy does, so that no web page can drive it; send another User-Agent"
 )
-PORT_RANGE_ERROR = "--port must be a whole number from 0 to 65535 (0: any free port), got {!r}"
 
 # The API's routes: the methods each path shape allows (as Toxiproxy's router: HEAD is not
 # among them, and a known path with another method answers 405).
@@ -393,7 +393,7 @@ def _loopback(address: tuple[str, int]) -> tuple[str, int]:
 def check_listen_address(host: str, port: object) -> str | None:
     """What is wrong with ``--host``/``--port`` before anything is bound, or None."""
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-        return PORT_RANGE_ERROR.format(port)
+        return f"--port {PORT_ERROR.format(port)}"
     if not host.strip():
         return "--host is empty; give an address such as 127.0.0.1 (0.0.0.0 for every interface)"
     if ":" in host:
