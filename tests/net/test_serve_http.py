@@ -110,7 +110,7 @@ def test_half_sent_requests_do_not_starve_other_clients() -> None:
 
 def test_a_half_sent_request_gets_408_at_its_read_deadline_not_500() -> None:
     with serving(read_timeout_s=0.3) as server, open_client(server) as conn:
-        conn.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{\"na")
+        conn.sendall(b'POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{"na')
         with conn.makefile("rb") as reader:
             answer = read_answer(reader)
         assert answer.status == 408
@@ -209,12 +209,13 @@ def test_curl_gets_100_continue_and_reuses_its_connection() -> None:
     big = [{"name": f"p{i}", "upstream": "127.0.0.1:1"} for i in range(30)]
     with serving() as server:
         url = server.url
+        command = ["curl", "-sv", "--noproxy", "*", "--max-time", str(BOUND_S)]
+        command += ["-H", "Content-Type: application/json", "-H", "Expect: 100-continue"]
+        command += ["--data-binary", json.dumps(big), f"{url}/populate"]
+        command += ["--next", "-s", f"{url}/proxies"]  # a second request, same connection
         result = subprocess.run(
-            ["curl", "-sv", "--noproxy", "*", "--max-time", str(BOUND_S), "-H",
-             "Content-Type: application/json", "-H", "Expect: 100-continue", "--data-binary", json.dumps(big),
-             f"{url}/populate", "--next", "-s", f"{url}/proxies"],
-            capture_output=True, text=True, timeout=BOUND_S * 2, check=False,
-        )  # fmt: skip
+            command, capture_output=True, text=True, timeout=BOUND_S * 2, check=False
+        )
         assert result.returncode == 0, result.stderr
         assert "< HTTP/1.1 100 Continue" in result.stderr
         assert "Re-using existing connection" in result.stderr
@@ -363,7 +364,9 @@ def test_browsers_are_refused_with_403_so_a_web_page_cannot_drive_the_api() -> N
         assert server.proxies == {}
         # Any other client, even one naming Mozilla later in its User-Agent, is served.
         other = {"User-Agent": "curl/8.5.0 (like Mozilla/5.0)"}
-        assert exchange(server, request_bytes("POST", "/proxies", create, headers=other)).status == 201
+        assert (
+            exchange(server, request_bytes("POST", "/proxies", create, headers=other)).status == 201
+        )
 
 
 # -- clients that go away ----------------------------------------------------------------------
