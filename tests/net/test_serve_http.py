@@ -4,6 +4,7 @@ limits, deadlines, browsers, methods, and clients that misbehave."""
 from __future__ import annotations
 
 import json
+import selectors
 import shutil
 import socket
 import struct
@@ -103,6 +104,27 @@ def test_half_sent_requests_do_not_starve_other_clients() -> None:
                 conn.sendall(b"POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
             answer = exchange(server, request_bytes("GET", "/version"))
             assert answer.status == 200
+        finally:
+            for conn in stuck:
+                conn.close()
+
+
+def test_half_sent_requests_at_the_connection_limit_make_room_for_new_clients() -> None:
+    # Every slot holds a half-sent request whose read deadline is far away: the oldest one is
+    # dropped for the newcomer, who is answered at once instead of waiting in the backlog.
+    with serving(max_connections=10) as server:
+        stuck = [open_client(server) for _ in range(10)]
+        try:
+            for conn in stuck:
+                conn.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n")
+            assert exchange(server, request_bytes("GET", "/version")).status == 200
+            with selectors.DefaultSelector() as sel:
+                for conn in stuck:
+                    sel.register(conn, selectors.EVENT_READ)
+                dropped = [key.fileobj for key, _ in sel.select(0)]  # closed before the answer
+            assert len(dropped) == 1  # one made room; the others still wait for their deadline
+            assert isinstance(dropped[0], socket.socket)
+            assert closed_by_server(dropped[0])
         finally:
             for conn in stuck:
                 conn.close()

@@ -55,7 +55,7 @@ class Limits:
     idle_timeout_s: float = 60.0  # a keep-alive connection may wait this long between requests
     write_timeout_s: float = 30.0  # an answer must be taken by the client within this
     workers: int = 8  # handler threads, started as needed
-    max_connections: int = 512  # open connections; the next ones wait in the listen backlog
+    max_connections: int = 512  # open connections; then the oldest idle or slow one goes
     backlog: int = 1024  # the kernel caps it at net.core.somaxconn
 
 
@@ -167,6 +167,7 @@ class HTTPServer:
             sock.setblocking(False)
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._accepting = False
+        self._resume_at = 0.0
         self._conns: dict[int, _Conn] = {}
         self._done: deque[tuple[_Conn, Response, bool]] = deque()  # answers from handlers
         self._jobs: deque[tuple[_Conn, Request] | None] = deque()
@@ -257,6 +258,11 @@ class HTTPServer:
             self._note(f"dropped {conn.client} after an internal error: {exc!r}")
             self._close(conn)
 
+    def _pause(self) -> None:
+        """Stop accepting for a tick (or until a connection closes)."""
+        self._set_accepting(False)
+        self._resume_at = _raw.monotonic() + LOOP_TICK_S
+
     def _set_accepting(self, on: bool) -> None:
         if on and not self._accepting and not self._stopping:
             self._sel.register(self._listener, selectors.EVENT_READ, "listen")
@@ -266,9 +272,11 @@ class HTTPServer:
 
     def _accept(self) -> None:
         limits = self.limits
-        while True:
-            if len(self._conns) >= limits.max_connections and not self._evict_idle():
-                self._set_accepting(False)  # the rest wait in the listen backlog
+        while self._accepting:
+            full = len(self._conns) >= limits.max_connections
+            victim = self._victim() if full else None
+            if full and victim is None:
+                self._pause()  # the next ones wait in the listen backlog
                 return
             try:
                 sock, peer = self._listener.accept()
@@ -277,8 +285,12 @@ class HTTPServer:
             except OSError as exc:  # out of descriptors, ...: the loop goes on
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     self._note(f"cannot accept a connection: {exc.strerror}")
-                    self._set_accepting(False)
+                    self._pause()
                 return
+            if victim is not None:
+                if victim.started:
+                    self._note(f"{victim.client} dropped to make room: its request was arriving")
+                self._close(victim)
             exempt(sock)
             self.accepted += 1
             sock.setblocking(False)
@@ -288,13 +300,18 @@ class HTTPServer:
             self._conns[sock.fileno()] = conn
             self._watch(conn, selectors.EVENT_READ)
 
-    def _evict_idle(self) -> bool:
-        """At the connection limit: close the keep-alive connection idle the longest."""
-        idle = [c for c in self._conns.values() if c.state == _WAITING and not c.started]
-        if not idle:
-            return False
-        self._close(min(idle, key=lambda c: c.deadline))
-        return True
+    def _victim(self) -> _Conn | None:
+        """At the connection limit, who makes room for a newcomer: the keep-alive connection
+        idle the longest, or else the request that has been arriving the longest (a slow
+        sender must not keep everyone else in the backlog until its read deadline)."""
+        idle, arriving = [], []
+        for conn in self._conns.values():
+            if conn.state == _WAITING and not conn.started:
+                idle.append(conn)
+            elif conn.state in (_WAITING, _BODY):
+                arriving.append(conn)
+        victims = idle or arriving
+        return min(victims, key=lambda c: c.deadline) if victims else None
 
     def _watch(self, conn: _Conn, mask: int) -> None:
         if mask == conn.mask:
@@ -556,8 +573,8 @@ class HTTPServer:
             self._advance(conn)  # a pipelined request that arrived with the last one
 
     def _expire(self, now: float) -> None:
-        if not self._accepting and len(self._conns) < self.limits.max_connections:
-            self._set_accepting(True)  # after running out of descriptors: try again
+        if not self._accepting and now >= self._resume_at:
+            self._set_accepting(True)  # someone may make room now, or descriptors are free
         for conn in [c for c in self._conns.values() if c.deadline <= now]:
             if conn.state in (_WAITING, _BODY) and conn.started:
                 self._note(f"{conn.client} did not send a whole request in time")
