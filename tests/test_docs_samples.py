@@ -19,6 +19,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     ".": {"passed": 3, "xfailed": 1},
     "clock": {"passed": 1},
     "failcall": {"passed": 2},
+    "failure": {"failed": 1},
     "hooks": {"passed": 1},
     "lockorder": {"passed": 3, "xfailed": 2},
     "proxy": {"passed": 1},
