@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from cache import get_checked, get_naive
+
 from conftest import LIFECYCLE, Count
 
 
@@ -35,4 +36,4 @@ def test_lifecycle_order_of_the_previous_scenario_tests():
     # handlers first, then the undo stack newest first (the scenario's own teardown was
     # pushed last, so it runs first, before the undo step it pushed earlier).
     one = ["body starts", "body ends", "wake", "scenario teardown", "undo"]
-    assert LIFECYCLE == one + one
+    assert one + one == LIFECYCLE
