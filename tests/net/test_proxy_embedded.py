@@ -75,7 +75,7 @@ def test_every_injection_is_a_fault_event(faultline: Faultline) -> None:
         for kind, name, detail in details
     )
     assert any(
-        kind == "toxic" and "limit_data_downstream closed the connection" in detail
+        kind == "disconnect" and "limit_data_downstream closed the connection" in detail
         for kind, _, detail in details
     )
     assert any(name == "gone" and "refused connection 1" in detail for _, name, detail in details)

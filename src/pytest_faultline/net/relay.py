@@ -23,9 +23,16 @@ from typing import Any
 
 from .. import _raw
 from .._context import EventKind
-from .protocol import Chooser, ProxyError, ProxyServerError, format_address
+from .protocol import (
+    Chooser,
+    ProxyConflict,
+    ProxyError,
+    ProxyNotFound,
+    ProxyServerError,
+    format_address,
+)
 from .sockets import exempt
-from .toxics import CLOSE, DATA, EOF, RESET, Item, Stage, ToxicState, make_stage
+from .toxics import CLOSE, DATA, EOF, RESET, Item, Refuse, Stage, ToxicState, make_stage
 
 __all__ = ["ProxyLoop", "Recorder", "describe_attributes"]
 
@@ -64,6 +71,7 @@ class _Flow:
         self.blocked = False  # the last send could not take everything
         self.dropping = False  # a close or reset is on its way: ignore new input
         self.relayed = 0  # bytes taken by the fast path
+        self.delivered = 0  # bytes handed to the destination (the byte offset events name)
         self.pipe: tuple[int, int] | None = None  # (read end, write end) for splice
         self.piped = 0  # bytes waiting in the pipe
 
@@ -109,6 +117,9 @@ class _Conn:
 
     def flows(self) -> tuple[_Flow, _Flow]:
         return self.up, self.down
+
+    def delivered(self, stream: str) -> int:
+        return self.flow(stream).delivered
 
     def flow(self, stream: str) -> _Flow:
         return self.up if stream == "upstream" else self.down
@@ -160,7 +171,8 @@ class ProxyLoop:
         self._finished = _raw.RawEvent()
         _thread.start_new_thread(self._main, ())
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the proxy thread and return its result (or raise its error)."""
         if self._stopping or self._finished.is_set():
             raise ProxyError(f"proxy {self.name!r} is closed; make a new one")
         if _raw.get_ident() == self._ident:
@@ -194,6 +206,156 @@ class ProxyLoop:
             except BaseException as exc:  # handed back to the calling thread
                 box[:] = [False, exc]
             done.set()
+
+    # -- what the proxy's owner may do, from any thread -------------------------------------------
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        return self._listen
+
+    @property
+    def upstream(self) -> tuple[str, int]:
+        return self._upstream
+
+    @upstream.setter
+    def upstream(self, address: tuple[str, int]) -> None:
+        self._upstream = address  # read by the loop at each new connection
+
+    @property
+    def enabled(self) -> bool:
+        return self._listener is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    def toxic_state(self, name: str) -> ToxicState:
+        state = self._toxics.get(name)
+        if state is None:
+            raise ProxyNotFound(f"toxic not found: proxy {self.name!r} has no toxic {name!r}")
+        return state
+
+    def toxic_states(self) -> list[ToxicState]:
+        return list(self._toxics.values())
+
+    def add_toxic(self, state: ToxicState) -> None:
+        self.call(lambda: self._add_toxic(state))
+
+    def update_toxic(self, state: ToxicState, attributes: dict[str, int], toxicity: float) -> None:
+        def apply() -> None:
+            state.attributes = attributes
+            state.toxicity = toxicity
+            self._note(
+                EventKind.PROXY, f"update toxic {state.name}: {attributes}, toxicity {toxicity}"
+            )
+            now = _raw.monotonic()
+            for conn in list(self._conns.values()):
+                flow = conn.flow(state.stream)
+                self._touch(flow)
+                self._flush(flow, now)
+
+        self.call(apply)
+
+    def remove_toxic(self, name: str) -> None:
+        self.toxic_state(name)
+        self.call(lambda: self._remove_toxic(name))
+
+    def remove_all_toxics(self) -> None:
+        def remove_all() -> None:
+            for name in list(self._toxics):
+                self._remove_toxic(name)
+
+        self.call(remove_all)
+
+    def disable(self) -> None:
+        self.call(self._disable)
+
+    def enable(self) -> None:
+        self.call(self._enable)
+
+    def reset_connections(self) -> None:
+        self.call(lambda: self._drop_all(reset=True, why="reset_connections"))
+
+    def move_listen(self, address: tuple[str, int]) -> None:
+        def move() -> None:
+            was_enabled = self.enabled
+            old = self._listen
+            self._close_listener()
+            self._listen = address
+            if was_enabled:
+                try:
+                    self._bind()
+                except ProxyError:
+                    self._listen = old
+                    self._bind()
+                    raise
+
+        self.call(move)
+
+    def close(self) -> None:
+        """Close every connection and the listening socket, and stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            # ProxyError: the thread is gone already; what is left is released below.
+            with suppress(ProxyError):
+                self.call(lambda: self._drop_all(reset=False, why=None))
+        finally:
+            self._stopping = True
+            self._wake()
+            self._finished.wait(JOIN_BOUND_S)
+            self._release()
+
+    # -- toxics and state, on the proxy thread --------------------------------------------------
+
+    def _add_toxic(self, state: ToxicState) -> None:
+        if state.name in self._toxics:
+            raise ProxyConflict(
+                f"toxic already exists: proxy {self.name!r} has a toxic {state.name!r}; "
+                f"give the new one another name=, or update() or remove() the old one"
+            )
+        self._toxics[state.name] = state
+        self._note(
+            EventKind.PROXY,
+            f"add toxic {state.name}: {state.type} {state.stream} {describe_attributes(state)}, "
+            f"toxicity {state.toxicity}",
+        )
+        now = _raw.monotonic()
+        for conn in list(self._conns.values()):
+            self._attach(conn, state, now, new=False)
+
+    def _remove_toxic(self, name: str) -> None:
+        state = self._toxics.pop(name, None)
+        if state is None:
+            raise ProxyNotFound(f"toxic not found: proxy {self.name!r} has no toxic {name!r}")
+        self._note(EventKind.PROXY, f"remove toxic {name}")
+        now = _raw.monotonic()
+        for conn in list(self._conns.values()):
+            flow = conn.flow(state.stream)
+            for index, (s, stage) in enumerate(flow.stages):
+                if s is state:
+                    del flow.stages[index]
+                    if stage is not None:
+                        self._feed(flow, index, stage.removed(now))
+                    break
+            self._touch(flow)
+            self._flush(flow, now)
+
+    def _disable(self) -> None:
+        if self._listener is None:
+            return
+        self._close_listener()
+        self._drop_all(reset=False, why="proxy disabled")
+
+    def _enable(self) -> None:
+        if self._listener is None:
+            self._bind()
+            self._note(EventKind.PROXY, "proxy enabled")
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -309,7 +471,16 @@ class ProxyLoop:
         self._conns[conn.number] = conn
         now = _raw.monotonic()
         for state in self._toxics.values():
-            self._attach(conn, state, now)
+            stage = self._attach(conn, state, now, new=True)
+            if isinstance(stage, Refuse):
+                cut = stage.connect()
+                self._report(state, stage, conn.number, state.stream)
+                self._drop(
+                    conn,
+                    reset=cut == RESET,
+                    why=f"toxic {state.name} {'reset' if cut == RESET else 'closed'} it at connect",
+                )
+                return
         code = server.connect_ex(address)
         if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
             self._refused(conn, code)
@@ -333,14 +504,24 @@ class ProxyLoop:
             f"({errno.errorcode.get(code, code)}); client closed",
         )
 
-    def _attach(self, conn: _Conn, state: ToxicState, now: float) -> None:
-        roll = self._chooser(f"{self.name}/{state.name}/toxicity").chance(state.toxicity)
-        stage = make_stage(state, self._chooser(f"{self.name}/{state.name}"), now) if roll else None
+    def _attach(self, conn: _Conn, state: ToxicState, now: float, *, new: bool) -> Stage | None:
+        if state.type == "refuse" and not new:
+            roll = False  # acts at connect only
+        elif state.selects_connections() and not (new and state.takes_new_connection()):
+            roll = False  # limited to some new connections, and this one is not among them
+        else:
+            roll = self._chooser(f"{self.name}/{state.name}/toxicity").chance(state.toxicity)
+        stage = (
+            make_stage(state, self._chooser(f"{self.name}/{state.name}"), now, conn)
+            if roll
+            else None
+        )
         flow = conn.flow(state.stream)
         if stage is not None:
             self._unpipe(flow)
         flow.stages.append((state, stage))
         self._touch(flow)
+        return stage
 
     def _drop_all(self, *, reset: bool, why: str | None) -> None:
         if why is not None:
@@ -350,16 +531,20 @@ class ProxyLoop:
         for conn in list(self._conns.values()):
             self._drop(conn, reset=reset, why=None)
 
-    def _drop(self, conn: _Conn, *, reset: bool, why: str | None) -> None:
+    def _drop(
+        self,
+        conn: _Conn,
+        *,
+        reset: bool,
+        why: str | None,
+        kind: EventKind = EventKind.DISCONNECT,
+    ) -> None:
         if conn.closed:
             return
         conn.closed = True
         self._conns.pop(conn.number, None)
         if why is not None:  # before the peers can see it, so a test that saw it finds it
-            self._note(
-                EventKind.TOXIC if "toxic" in why else EventKind.DISCONNECT,
-                f"connection {conn.number}: {why}",
-            )
+            self._note(kind, f"connection {conn.number}: {why}")
         for flow in conn.flows():
             self._timed.discard(flow)
             flow.close_pipe()
@@ -430,6 +615,7 @@ class ProxyLoop:
             sent = flow.dst.send(self._view[:n])
         except (BlockingIOError, InterruptedError):
             sent = 0
+        flow.delivered += sent
         if sent < n:
             flow.queue.append(Item(0.0, DATA, bytes(self._view[sent:n])))
             flow.queued += n - sent
@@ -446,6 +632,7 @@ class ProxyLoop:
                 flow.blocked = True
                 return
             flow.piped -= sent
+            flow.delivered += sent
         flow.blocked = False
 
     def _unpipe(self, flow: _Flow) -> None:
@@ -473,11 +660,7 @@ class ProxyLoop:
                     out.append(item)
             if stage.acted and not stage.reported:
                 stage.reported = True
-                self._note(
-                    EventKind.TOXIC,
-                    f"{state.name} ({state.type} {describe_attributes(state)}) acts on connection "
-                    f"{flow.conn.number} {flow.stream}",
-                )
+                self._report(state, stage, flow.conn.number, flow.stream)
             items = out
         for item in items:
             flow.queue.append(item)
@@ -486,6 +669,13 @@ class ProxyLoop:
                 flow.dropping = True
                 break
         self._touch(flow)
+
+    def _report(self, state: ToxicState, stage: Stage, number: int, stream: str) -> None:
+        self._note(
+            EventKind.TOXIC,
+            f"{state.name} ({state.type} {describe_attributes(state)}) acts on connection "
+            f"{number} {stream}" + (f": {stage.detail}" if stage.detail else ""),
+        )
 
     def _flush(self, flow: _Flow, now: float) -> None:
         conn = flow.conn
@@ -512,6 +702,7 @@ class ProxyLoop:
                     self._drop(conn, reset=True, why=f"connection error: {exc}")
                     return
                 flow.queued -= sent
+                flow.delivered += sent
                 if sent < len(item.data):
                     item.data = item.data[sent:]
                     flow.blocked = True
@@ -527,7 +718,9 @@ class ProxyLoop:
                     conn,
                     reset=item.kind == RESET,
                     why=f"toxic {', '.join(names) or '?'} "
-                    f"{'reset' if item.kind == RESET else 'closed'} the connection",
+                    f"{'reset' if item.kind == RESET else 'closed'} the connection "
+                    f"(upstream offset {conn.up.delivered}, downstream offset "
+                    f"{conn.down.delivered})",
                 )
                 return
         if not conn.closed:

@@ -22,11 +22,12 @@ from .protocol import (
     ProxyNotFound,
     ProxyServerError,
     ToxicBadRequest,
+    ToxiproxyUnreachable,
     format_address,
     parse_address,
 )
 
-__all__ = ["RemoteProxy", "RemoteToxic", "ToxiproxyClient"]
+__all__ = ["RemoteProxy", "RemoteToxic", "ToxiproxyClient", "ToxiproxyUnreachable"]
 
 REQUEST_TIMEOUT_S = 10.0
 ERRORS: dict[int, type[ProxyError]] = {
@@ -41,10 +42,6 @@ UNREACHABLE_HINT = (
 )
 
 Recorder = Callable[[EventKind, str, str], object]
-
-
-class ToxiproxyUnreachable(ProxyServerError):
-    """No Toxiproxy server answers at the URL (nothing listens, or the host is unknown)."""
 
 
 class ToxiproxyClient:
