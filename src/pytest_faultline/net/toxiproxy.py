@@ -23,9 +23,11 @@ from .protocol import (
     ProxyServerError,
     ToxicBadRequest,
     ToxiproxyUnreachable,
+    UnsupportedFault,
     format_address,
     parse_address,
 )
+from .toxics import CONNECTION_ATTRIBUTES, EMBEDDED_ONLY
 
 __all__ = ["RemoteProxy", "RemoteToxic", "ToxiproxyClient", "ToxiproxyUnreachable"]
 
@@ -42,6 +44,27 @@ UNREACHABLE_HINT = (
 )
 
 Recorder = Callable[[EventKind, str, str], object]
+
+
+EMBEDDED_ONLY_HINT = (
+    "Toxiproxy has no equivalent, so the toxiproxy backend cannot do it: run this test on the "
+    "embedded backend (--faultline-backend=embedded, the default, or an EmbeddedProxy)"
+)
+
+
+def check_remote_toxic(type: str, attributes: dict[str, int]) -> None:
+    """Refuse, before anything is sent, what only the embedded proxy does (a real Toxiproxy
+    would reject the type, or silently ignore an attribute it does not know)."""
+    if type in EMBEDDED_ONLY:
+        raise UnsupportedFault(
+            f"a {type} toxic is a fault of the embedded proxy only: {EMBEDDED_ONLY_HINT}"
+        )
+    limited = [key for key in CONNECTION_ATTRIBUTES if key in attributes]
+    if limited:
+        raise UnsupportedFault(
+            f"{'/'.join(limited)}= (a toxic on some connections only) is a fault of the embedded "
+            f"proxy only: {EMBEDDED_ONLY_HINT}"
+        )
 
 
 class ToxiproxyClient:
@@ -222,7 +245,10 @@ class RemoteProxy:
         name: str | None = None,
         **attributes: int,
     ) -> RemoteToxic:
-        """Add a toxic on the server; it acts on live connections too."""
+        """Add a toxic on the server; it acts on live connections too. The embedded proxy's own
+        faults (``reply_lost``, ``refuse``, ``skip_connections=``/``connections=``) raise
+        :class:`~pytest_faultline.UnsupportedFault`: Toxiproxy has no equivalent."""
+        check_remote_toxic(type, attributes)
         body = {
             "name": name or f"{type}_{stream}",
             "type": type,
