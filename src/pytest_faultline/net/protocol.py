@@ -53,10 +53,20 @@ class Chooser(Protocol):
 class Toxic(Protocol):
     """One toxic on one proxy: ``name``, ``type``, ``stream``, ``toxicity``, ``attributes``."""
 
-    name: str
-    type: str
-    stream: str
-    toxicity: float
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type(self) -> str:
+        """Toxiproxy's toxic type (``latency``, ...), or ``reply_lost`` / ``refuse``."""
+
+    @property
+    def stream(self) -> str:
+        """``"upstream"`` (client to server) or ``"downstream"`` (server to client)."""
+
+    @property
+    def toxicity(self) -> float:
+        """The chance that a connection is affected (rolled per connection)."""
 
     @property
     def attributes(self) -> dict[str, int]: ...

@@ -232,9 +232,9 @@ class RemoteProxy:
     def _request(self, method: str, suffix: str = "", body: object = None) -> Any:
         return self.client.request(method, f"/proxies/{quote(self.name, safe='')}{suffix}", body)
 
-    def _note(self, detail: str) -> None:
+    def _note(self, detail: str, kind: EventKind = EventKind.PROXY) -> None:
         if self._record is not None:
-            self._record(EventKind.PROXY, self.name, detail)
+            self._record(kind, self.name, detail)
 
     def add_toxic(
         self,
@@ -272,7 +272,7 @@ class RemoteProxy:
     def disable(self) -> None:
         """Take the proxy down: connections closed, new ones refused."""
         self._set_enabled(False)
-        self._note("proxy disabled")
+        self._note("proxy disabled: closed every connection", EventKind.DISCONNECT)
 
     def enable(self) -> None:
         self._set_enabled(True)
@@ -292,7 +292,9 @@ class RemoteProxy:
         if self._enabled:
             self._set_enabled(False)
             self._set_enabled(True)
-        self._note("closed every connection (disable + enable)")
+        self._note(
+            "reset_connections: closed every connection (disable + enable)", EventKind.DISCONNECT
+        )
 
     def close(self) -> None:
         """Delete the proxy on the server."""
