@@ -161,6 +161,7 @@ def test_reply_lost_on_a_live_connection_cuts_the_next_reply_only() -> None:
         assert counter.applied == 2
 
 
+# start: reply-lost
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason="a retried INCR applies twice")
 def test_naive_retry_applies_the_request_twice() -> None:
     with counter_proxy() as (counter, _, proxy):
@@ -174,6 +175,9 @@ def test_idempotent_retry_survives_a_lost_reply() -> None:
         proxy.add_toxic("reply_lost")
         assert incr(proxy.listen, "once-1", retries=1) == 1  # the server recognised the retry
         assert counter.applied == 1
+
+
+# end: reply-lost
 
 
 # -- the Nth connection -------------------------------------------------------------------------
