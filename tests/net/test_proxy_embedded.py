@@ -372,3 +372,26 @@ def test_a_generated_name_never_collides_with_the_users(
     else:
         pid = os.getpid()
         assert generated == [f"faultline_{pid}_3", f"faultline_{pid}_4", f"faultline_{pid}_5"]
+
+
+def test_proxy_errors_are_public_and_importable_from_their_old_modules() -> None:
+    import pytest_faultline
+    from pytest_faultline.net import protocol, toxiproxy
+
+    names = [
+        "ProxyError",
+        "ToxicBadRequest",
+        "ProxyNotFound",
+        "ProxyConflict",
+        "ProxyServerError",
+        "ToxiproxyUnreachable",
+        "UnsupportedFault",
+    ]
+    for name in names:
+        cls = getattr(pytest_faultline, name)
+        assert cls.__module__ == "pytest_faultline"
+        assert name in pytest_faultline.__all__
+        assert getattr(protocol, name) is cls
+        assert issubclass(cls, pytest_faultline.FaultlineError)
+    assert toxiproxy.ToxiproxyUnreachable is pytest_faultline.ToxiproxyUnreachable
+    assert issubclass(pytest_faultline.UnsupportedFault, pytest_faultline.ToxicBadRequest)

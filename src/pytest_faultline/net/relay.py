@@ -5,7 +5,8 @@ every connection. Calls from other threads are handed to that thread and waited 
 owns all connection state and needs no locks. A direction with no toxics takes a fast path
 (``recv_into`` then ``send``; ``splice()`` once it carries bulk data, which copies nothing); a
 direction with toxics runs through the stages of :mod:`.toxics` into an output queue of items
-with due times. The public API lives in :mod:`.proxy`.
+with due times. :class:`~.proxy.EmbeddedProxy` (the public API) holds one :class:`ProxyLoop` and
+calls its methods; the connections themselves are in :mod:`._conns`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import os
 import selectors
 import socket
 import struct
-from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
 from .. import _raw
 from .._context import EventKind
+from ._conns import FAST_BUFFER, Conn, Flow, close_quietly, drain, make_pipe
 from .protocol import (
     Chooser,
     ProxyConflict,
@@ -37,92 +38,18 @@ from .toxics import CLOSE, DATA, EOF, RESET, Item, Refuse, Stage, ToxicState, ma
 __all__ = ["ProxyLoop", "Recorder", "describe_attributes"]
 
 
-FAST_BUFFER = 1 << 20  # bytes per recv_into on the no-toxic path
 TOXIC_CHUNK = 32 * 1024  # bytes per read when toxics apply (Toxiproxy reads 32 KiB too)
 SPLICE_AFTER = 256 * 1024  # a direction that carried this much moves to splice (no copies)
 SPLICE_ROUNDS = 8
 SPLICE = hasattr(os, "splice") and hasattr(os, "pipe2")
 SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
-F_SETPIPE_SZ = 1031  # fcntl command (Linux); a 1 MiB pipe holds one fast-path read
-QUEUE_LIMIT = 4 << 20  # stop reading a source while this much waits for its destination
 CALL_BOUND_S = _raw.CALL_BOUND_S
 JOIN_BOUND_S = _raw.CALL_BOUND_S  # the proxy thread ends within one call bound
 IDLE_SELECT_S = 1.0
-DRAIN_READS = 16
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 Recorder = Callable[[EventKind, str, str], object]
-
-
-class _Flow:
-    """One direction of one connection: ``src`` to ``dst``, named by its Toxiproxy stream."""
-
-    def __init__(self, conn: _Conn, src: socket.socket, dst: socket.socket, stream: str) -> None:
-        self.conn = conn
-        self.src = src
-        self.dst = dst
-        self.stream = stream
-        self.stages: list[tuple[ToxicState, Stage | None]] = []
-        self.queue: deque[Item] = deque()
-        self.queued = 0
-        self.eof_in = False  # the source ended
-        self.ended = False  # the destination was shut down for writing
-        self.blocked = False  # the last send could not take everything
-        self.dropping = False  # a close or reset is on its way: ignore new input
-        self.relayed = 0  # bytes taken by the fast path
-        self.delivered = 0  # bytes handed to the destination (the byte offset events name)
-        self.pipe: tuple[int, int] | None = None  # (read end, write end) for splice
-        self.piped = 0  # bytes waiting in the pipe
-
-    def close_pipe(self) -> None:
-        if self.pipe is not None:
-            for fd in self.pipe:
-                with suppress(OSError):
-                    os.close(fd)
-            self.pipe = None
-            self.piped = 0
-
-    @property
-    def toxic(self) -> bool:
-        return any(stage is not None for _, stage in self.stages)
-
-    def can_read(self) -> bool:
-        return not (
-            self.conn.connecting
-            or self.eof_in
-            or self.dropping
-            or self.ended
-            or self.blocked
-            or self.queued >= QUEUE_LIMIT
-        )
-
-    def next_time(self) -> float | None:
-        times = [d for _, s in self.stages if s is not None and (d := s.deadline()) is not None]
-        if self.queue and not self.blocked and not self.piped:
-            times.append(self.queue[0].due)
-        return min(times) if times else None
-
-
-class _Conn:
-    def __init__(self, number: int, client: socket.socket, server: socket.socket) -> None:
-        self.number = number
-        self.client = client
-        self.server = server
-        self.connecting = True
-        self.closed = False
-        self.up = _Flow(self, client, server, "upstream")
-        self.down = _Flow(self, server, client, "downstream")
-        self.masks = {client.fileno(): 0, server.fileno(): 0}
-
-    def flows(self) -> tuple[_Flow, _Flow]:
-        return self.up, self.down
-
-    def delivered(self, stream: str) -> int:
-        return self.flow(stream).delivered
-
-    def flow(self, stream: str) -> _Flow:
-        return self.up if stream == "upstream" else self.down
 
 
 class ProxyLoop:
@@ -144,8 +71,8 @@ class ProxyLoop:
         self._chooser = chooser
         self._record = record
         self._toxics: dict[str, ToxicState] = {}
-        self._conns: dict[int, _Conn] = {}
-        self._timed: set[_Flow] = set()
+        self._conns: dict[int, Conn] = {}
+        self._timed: set[Flow] = set()
         self._count = 0
         self._listener: socket.socket | None = None
         self._buf = bytearray(FAST_BUFFER)
@@ -378,7 +305,7 @@ class ProxyLoop:
                     self._run_commands()
                 for key, mask in select(self._select_timeout() if self._timed else IDLE_SELECT_S):
                     data = key.data
-                    if data.__class__ is _Conn:
+                    if data.__class__ is Conn:
                         on_event(data, key.fileobj, mask)  # type: ignore[arg-type]
                     elif data is None:
                         with suppress(OSError):
@@ -417,7 +344,7 @@ class ProxyLoop:
                     self._feed(flow, index + 1, stage.fire(now))
             self._flush(flow, now)
 
-    def _on_event(self, conn: _Conn, sock: socket.socket, mask: int) -> None:
+    def _on_event(self, conn: Conn, sock: socket.socket, mask: int) -> None:
         if conn.closed:
             return
         try:
@@ -455,7 +382,7 @@ class ProxyLoop:
                 self._open(client)
             except OSError as exc:  # the client reset before we could set it up
                 self._note(EventKind.PROXY, f"lost a new connection: {exc}")
-                _close_quietly(client)
+                close_quietly(client)
 
     def _open(self, client: socket.socket) -> None:
         # The proxy's own connections stay out of the test's socket-level faults: those are for
@@ -471,14 +398,15 @@ class ProxyLoop:
             server = exempt(socket.socket(family, kind, proto))
         except OSError as exc:
             self._note(
-                EventKind.PROXY, f"cannot reach upstream {host}:{port}: {exc}; client closed"
+                EventKind.DISCONNECT,
+                f"cannot reach upstream {format_address((host, port))}: {exc}; client closed",
             )
-            _close_quietly(client)
+            close_quietly(client)
             return
         server.setblocking(False)
         server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._count += 1
-        conn = _Conn(self._count, client, server)
+        conn = Conn(self._count, client, server)
         self._conns[conn.number] = conn
         now = _raw.monotonic()
         for state in self._toxics.values():
@@ -498,14 +426,14 @@ class ProxyLoop:
             return
         self._update(conn)
 
-    def _connected(self, conn: _Conn) -> None:
+    def _connected(self, conn: Conn) -> None:
         code = conn.server.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             self._refused(conn, code)
             return
         conn.connecting = False
 
-    def _refused(self, conn: _Conn, code: int) -> None:
+    def _refused(self, conn: Conn, code: int) -> None:
         host, port = self._upstream
         # As Toxiproxy: the client's connection was accepted, so it is closed (EOF).
         self._drop(
@@ -515,7 +443,7 @@ class ProxyLoop:
             f"({errno.errorcode.get(code, code)}); client closed",
         )
 
-    def _attach(self, conn: _Conn, state: ToxicState, now: float, *, new: bool) -> Stage | None:
+    def _attach(self, conn: Conn, state: ToxicState, now: float, *, new: bool) -> Stage | None:
         if state.type == "refuse" and not new:
             roll = False  # acts at connect only
         elif state.selects_connections() and not (new and state.takes_new_connection()):
@@ -544,7 +472,7 @@ class ProxyLoop:
 
     def _drop(
         self,
-        conn: _Conn,
+        conn: Conn,
         *,
         reset: bool,
         why: str | None,
@@ -567,12 +495,12 @@ class ProxyLoop:
                 with suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
             else:
-                _drain(sock)
-            _close_quietly(sock)
+                drain(sock)
+            close_quietly(sock)
 
     # -- data -------------------------------------------------------------------------------
 
-    def _read(self, flow: _Flow) -> bool:
+    def _read(self, flow: Flow) -> bool:
         """Read what ``flow``'s source has; True if no socket's interest changed."""
         if not flow.can_read():
             return False
@@ -591,12 +519,12 @@ class ProxyLoop:
         self._flush(flow, now)
         return False
 
-    def _relay(self, flow: _Flow) -> bool:
+    def _relay(self, flow: Flow) -> bool:
         """The fast path: no toxic, nothing queued. Straight from one socket to the other; a
         direction that carries bulk data moves to splice(), which copies nothing. True if no
         socket's interest changed (the caller then skips the selector update)."""
         if flow.pipe is None and SPLICE and flow.relayed >= SPLICE_AFTER:
-            flow.pipe = _make_pipe()
+            flow.pipe = make_pipe()
             if flow.pipe is None:
                 flow.relayed = -(1 << 62)  # no pipe to be had: stay on recv_into
         if flow.pipe is not None:
@@ -638,7 +566,7 @@ class ProxyLoop:
         self._timed.add(flow)
         return False
 
-    def _pump(self, flow: _Flow) -> None:
+    def _pump(self, flow: Flow) -> None:
         """Move what the pipe holds to the destination; blocked if it cannot take it all."""
         assert flow.pipe is not None
         while flow.piped:
@@ -651,7 +579,7 @@ class ProxyLoop:
             flow.delivered += sent
         flow.blocked = False
 
-    def _unpipe(self, flow: _Flow) -> None:
+    def _unpipe(self, flow: Flow) -> None:
         """Bring bytes still in the pipe back to the front of the queue (a toxic arrived)."""
         if flow.pipe is not None and flow.piped:
             data = os.read(flow.pipe[0], flow.piped)
@@ -659,7 +587,7 @@ class ProxyLoop:
             flow.queued += len(data)
         flow.close_pipe()
 
-    def _feed(self, flow: _Flow, start: int, items: list[Item]) -> None:
+    def _feed(self, flow: Flow, start: int, items: list[Item]) -> None:
         """Run ``items`` through the stages from ``start`` on, into the output queue."""
         if flow.dropping:
             return
@@ -693,7 +621,7 @@ class ProxyLoop:
             f"{number} {stream}" + (f": {stage.detail}" if stage.detail else ""),
         )
 
-    def _flush(self, flow: _Flow, now: float) -> None:
+    def _flush(self, flow: Flow, now: float) -> None:
         conn = flow.conn
         flow.blocked = False
         if flow.piped:
@@ -743,7 +671,7 @@ class ProxyLoop:
             self._touch(flow)
             self._update(conn)
 
-    def _end(self, flow: _Flow) -> None:
+    def _end(self, flow: Flow) -> None:
         if flow.queue or flow.piped:
             flow.queue.append(Item(0.0, EOF))
             return
@@ -754,13 +682,13 @@ class ProxyLoop:
         if conn.up.ended and conn.down.ended:
             self._drop(conn, reset=False, why=None)
 
-    def _touch(self, flow: _Flow) -> None:
+    def _touch(self, flow: Flow) -> None:
         if flow.queue or flow.toxic:
             self._timed.add(flow)
         else:
             self._timed.discard(flow)
 
-    def _update(self, conn: _Conn) -> None:
+    def _update(self, conn: Conn) -> None:
         if conn.closed:
             return
         client = (READ if conn.up.can_read() else 0) | (WRITE if conn.down.blocked else 0)
@@ -824,36 +752,9 @@ class ProxyLoop:
         for conn in list(self._conns.values()):
             self._drop(conn, reset=False, why=None)
         for sock in (self._wake_r, self._wake_w):
-            _close_quietly(sock)
+            close_quietly(sock)
         self._sel.close()
-
-
-def _make_pipe() -> tuple[int, int] | None:
-    try:
-        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:  # out of descriptors: stay on recv_into
-        return None
-    with suppress(OSError):
-        import fcntl
-
-        fcntl.fcntl(write_end, F_SETPIPE_SZ, FAST_BUFFER)
-    return read_end, write_end
 
 
 def describe_attributes(state: ToxicState) -> str:
     return ", ".join(f"{k}={v}" for k, v in state.attributes.items())
-
-
-def _drain(sock: socket.socket) -> None:
-    # close() with unread input sends RST instead of FIN; a graceful close reads it away first.
-    # Bounded: a peer that keeps sending gets its RST after a megabyte.
-    with suppress(OSError):
-        sock.setblocking(False)
-        for _ in range(DRAIN_READS):
-            if not sock.recv(65536):
-                break
-
-
-def _close_quietly(sock: socket.socket) -> None:
-    with suppress(OSError):
-        sock.close()
