@@ -148,6 +148,21 @@ def test_reply_lost_times_counts_per_proxy_and_later_replies_pass() -> None:
     assert replays(run) == (4, ("ConnectionResetError", "ConnectionResetError", 3, 4))
 
 
+def test_reply_lost_on_one_connection_only() -> None:
+    def run() -> Outcome:
+        with counter_proxy() as (counter, _, proxy):
+            proxy.add_toxic("reply_lost", times=0, skip_connections=1, connections=1)
+            seen: list[object] = []
+            for n in range(3):
+                try:
+                    seen.append(incr(proxy.listen, f"r{n}", retries=0))
+                except ConnectionError as exc:
+                    seen.append(type(exc).__name__)
+            return counter.applied, tuple(seen)
+
+    assert replays(run) == (3, (1, "ConnectionResetError", 3))
+
+
 def test_reply_lost_on_a_live_connection_cuts_the_next_reply_only() -> None:
     with counter_proxy() as (counter, _, proxy):
         with socket.create_connection(proxy.listen, timeout=BOUND_S) as conn:
