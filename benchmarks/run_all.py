@@ -186,13 +186,13 @@ BENCHMARKS = (
                 "proxy throughput / direct loopback",
                 r"proxy throughput ratio: ([\d.]+)",
                 ">=",
-                0.7,
+                0.9,
             ),
             Metric(
                 "proxy added round trip (median)",
                 r"proxy added rtt: (-?[\d.]+) us",
-                "<",
-                60.0,
+                "<=",
+                20.0,
                 " us",
             ),
             Metric(
