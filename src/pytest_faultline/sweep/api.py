@@ -344,7 +344,10 @@ class _Session:
                 f"replay it with the kinds it was recorded with ({', '.join(self.result.kinds)} "
                 f"now)"
             )
-        run = self._run(faults, decider=Decider(token.seed, test=token.test, token=token))
+        decider = Decider(token.seed, test=token.test, token=token)
+        decider.pin(SWEEP_STREAM, list(values))  # so the run's own token names its faults
+        run = self._once(faults, decider)
+        self.deciders[id(run)] = decider
         self.result.replayed = run
         return run
 
