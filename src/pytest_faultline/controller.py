@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import random
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -422,7 +422,7 @@ class Faultline(FaultContext):
         self,
         fn: Callable[[], object],
         *,
-        kinds: list[str | type[BaseException]] | str | None = None,
+        kinds: Sequence[str | type[BaseException]] | str | None = None,
         targets: list[str] | None = None,
         budget: float | None = None,
         max_runs: int | None = None,

@@ -36,7 +36,13 @@ _MISSING = object()
 # ``name_of(sock)`` is the connection's name ('connected-0', 'accepted-1') or None for a socket
 # no fault applies to. Unset, the patches pay one global lookup.
 SocketObserver = Callable[
-    [str, "socket.socket", Callable[..., Any], tuple[Any, ...], Callable[["socket.socket"], "str | None"]],
+    [
+        str,
+        "socket.socket",
+        Callable[..., Any],
+        tuple[Any, ...],
+        Callable[["socket.socket"], "str | None"],
+    ],
     Any,
 ]
 _observer: SocketObserver | None = None

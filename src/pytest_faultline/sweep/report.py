@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .sites import SOCKET, Site
 
 if TYPE_CHECKING:
+    from ._probe import Fault
     from .api import Run, Sweep
 
 __all__ = ["format_sweep", "progress_line", "summary_line", "sweep_record"]
@@ -30,7 +31,7 @@ def _outcomes(sweep: Sweep) -> dict[tuple[str, str], str]:
     return out
 
 
-def _matches(site: Site, fault: Any) -> bool:
+def _matches(site: Site, fault: Fault) -> bool:
     from .sites import WHERE_CODES, stem_hash
 
     return (
@@ -40,7 +41,7 @@ def _matches(site: Site, fault: Any) -> bool:
     )
 
 
-def _site_of(sweep: Sweep, fault: Any) -> Site | None:
+def _site_of(sweep: Sweep, fault: Fault) -> Site | None:
     for site in sweep.sites:
         if _matches(site, fault):
             return site
@@ -49,7 +50,7 @@ def _site_of(sweep: Sweep, fault: Any) -> Site | None:
 
 def _row_cells(sweep: Sweep, site: Site, outcomes: dict[tuple[str, str], str]) -> tuple[str, ...]:
     cells = []
-    for name, kind in zip(sweep.kinds, sweep.fault_kinds):
+    for name, kind in zip(sweep.kinds, sweep.fault_kinds, strict=False):
         if not kind.applies(site):
             cells.append("")
         else:
@@ -93,7 +94,7 @@ def _ranges(numbers: list[int]) -> str:
     numbers = sorted(numbers)
     parts = []
     start = prev = numbers[0]
-    for n in numbers[1:] + [None]:  # type: ignore[list-item]
+    for n in [*numbers[1:], None]:
         if n is not None and n == prev + 1:
             prev = n
             continue
@@ -107,7 +108,11 @@ def summary_line(sweep: Sweep) -> str:
     singles = len(sweep.singles)
     text = (
         f"{len(sweep.sites)} sites, {singles} of {sweep.planned_singles} single faults"
-        + (f", {len(sweep.pairs)} of {sweep.pair_candidates} pairs" if sweep.pair_candidates else "")
+        + (
+            f", {len(sweep.pairs)} of {sweep.pair_candidates} pairs"
+            if sweep.pair_candidates
+            else ""
+        )
         + f" in {sweep.elapsed:.2f}s: "
     )
     failures = sweep.failures
@@ -144,7 +149,9 @@ def format_sweep(sweep: Sweep) -> str:
         table = [head] + [(label, loc, *(MARKS[c] for c in cells)) for label, loc, cells in rows]
         widths = [max(len(r[i]) for r in table) for i in range(len(head))]
         for row in table:
-            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+            lines.append(
+                "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
+            )
         lines.append(
             "  (ok: survived; FAIL: the test failed; unreached: the run never got there; "
             "-: the kind does not apply; .: not run)"
@@ -211,14 +218,16 @@ def sweep_record(sweep: Sweep) -> dict[str, Any]:
                 "location": site.location,
                 "results": {
                     kind: cell
-                    for kind, cell in zip(sweep.kinds, _row_cells(sweep, site, outcomes))
+                    for kind, cell in zip(
+                        sweep.kinds, _row_cells(sweep, site, outcomes), strict=False
+                    )
                     if cell
                 },
             }
             for site in sweep.sites
         ],
         "rows": [
-            {"site": label, "location": loc, "results": dict(zip(sweep.kinds, cells))}
+            {"site": label, "location": loc, "results": dict(zip(sweep.kinds, cells, strict=False))}
             for label, loc, cells in _rows(sweep)
         ],
         "failures": [
