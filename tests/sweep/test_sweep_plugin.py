@@ -117,3 +117,75 @@ def test_bad_parameters_fail_at_setup_with_the_fix(pytester: pytest.Pytester) ->
             "(did you mean 'disconnect'?); kinds are names among *"
         ]
     )
+
+
+SESSION = """
+import pytest
+from pytest_faultline import InjectedFault, point
+
+def careful():
+    try:
+        point("step")
+    except InjectedFault:
+        pass
+
+@pytest.mark.faultline_sweep
+def test_opted_in():
+    careful()
+
+def test_not_marked():
+    careful()
+"""
+
+
+def test_the_session_option_sweeps_the_tests_that_opt_in(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_session=SESSION)
+    result = pytester.runpytest("-p", "no:randomly", "--faultline-sweep=raise,disconnect")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "faultline: sweeping 1 of 2 tests (marked faultline_sweep) with raise, disconnect: *"
+            "(N sites x 2 kinds + 1 runs per test); bound it with --faultline-budget=SECONDS *",
+            "*faultline sweeps*",
+            "test_session.py::test_opted_in: 1 sites, 2 of 2 single faults in *: no failure",
+        ]
+    )
+    assert "test_not_marked:" not in result.stdout.str()
+
+
+def test_the_session_option_sweeps_all_with_a_bound(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_session=SESSION)
+    result = pytester.runpytest(
+        "-p",
+        "no:randomly",
+        "--faultline-sweep=raise",
+        "--faultline-sweep-all",
+        "--faultline-budget=5",
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "faultline: sweeping 2 of 2 tests (collected) with raise: *; --faultline-budget "
+            "bounds each sweep to 5 s, the whole to 10 s",
+            "test_session.py::test_opted_in: 1 sites, 1 of 1 single faults in *: no failure",
+            "test_session.py::test_not_marked: 1 sites, 1 of 1 single faults in *: no failure",
+        ]
+    )
+
+
+def test_a_bad_kind_on_the_command_line_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_session=SESSION)
+    result = pytester.runpytest("--faultline-sweep=stal")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*pytest-faultline: --faultline-sweep unknown kind 'stal': must name fault kinds "
+            "separated by commas, among raise, disconnect, stall, truncate, reset, short_read; "
+            "got 'stal'"
+        ]
+    )
+
+
+def test_the_markers_are_registered(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.faultline_sweep(**params): opt this test in*"])
