@@ -81,8 +81,11 @@ def _rows(sweep: Sweep) -> list[tuple[str, str, tuple[str, ...]]]:
             label = first.describe()
         elif first.where == SOCKET:
             names = sorted({m.name for m in members})
-            shown = names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}"
-            label = f"{shown} {first.op} x{len(members)}"
+            shown = names[0] if len(names) == 1 else f"{names[0]}..{names[-1].split('#')[-1]}"
+            offsets = (
+                "" if first.op == "connect" else f" after {_ranges([m.hit for m in members])} B"
+            )
+            label = f"{shown} {first.op}{offsets} (x{len(members)})"
         else:
             hits = [m.hit for m in members]
             label = f"{first.where} {first.name} #{_ranges(hits)}"
@@ -92,6 +95,7 @@ def _rows(sweep: Sweep) -> list[tuple[str, str, tuple[str, ...]]]:
 
 def _ranges(numbers: list[int]) -> str:
     numbers = sorted(numbers)
+    numbers = sorted(set(numbers))
     parts = []
     start = prev = numbers[0]
     for n in [*numbers[1:], None]:
