@@ -189,3 +189,17 @@ def test_a_bad_kind_on_the_command_line_is_a_usage_error(pytester: pytest.Pytest
 def test_the_markers_are_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.faultline_sweep(**params): opt this test in*"])
+
+
+def test_with_xdist_the_swept_tests_spread_over_workers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_session=SESSION)
+    result = pytester.runpytest(
+        "-p", "no:randomly", "-n", "2", "--faultline-sweep=raise", "--faultline-sweep-all"
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "test_session.py::test_opted_in: 1 sites, 1 of 1 single faults in *: no failure",
+            "test_session.py::test_not_marked: 1 sites, 1 of 1 single faults in *: no failure",
+        ]
+    )
