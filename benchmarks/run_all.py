@@ -244,6 +244,22 @@ BENCHMARKS = (
     ),
 )
 
+BENCHMARKS += (
+    Benchmark(
+        "bench_sweep.py",
+        (
+            Metric(
+                "single-fault sweep of an example test (slowest)",
+                r"single-fault sweep, slowest example: ([\d.]+) s",
+                "<",
+                5.0,
+                " s",
+            ),
+        ),
+        quick_args=("--rounds", "1"),
+    ),
+)
+
 NOT_MEASURED = (
     "Each incident's buggy example caught in under 1 s: measured by the example suites' own "
     "run times, not by a script here.",

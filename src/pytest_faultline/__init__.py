@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .lockorder import LockOrder
     from .net import Proxy, SocketFault, SocketFaults, Toxic
     from .sched import Exploration
+    from .sweep import Sweep
 
 __version__ = "0.1.0.dev0"
 
@@ -71,6 +72,7 @@ __all__ = [
     "ScenarioError",
     "SocketFault",
     "SocketFaults",
+    "Sweep",
     "TargetError",
     "ThreadAffinityError",
     "Toxic",
@@ -100,6 +102,7 @@ _LAZY = {
     "SocketFault": ("pytest_faultline.net.sockets", "SocketFault"),
     "SocketFaults": ("pytest_faultline.net.sockets", "SocketFaults"),
     "ReplayToken": ("pytest_faultline.decider", "ReplayToken"),
+    "Sweep": ("pytest_faultline.sweep.api", "Sweep"),
 }
 
 

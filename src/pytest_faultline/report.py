@@ -47,7 +47,14 @@ def test_record(faultline: Faultline) -> dict[str, Any]:
         "events_total": len(faultline.events),
         "faults": sum(1 for e in faultline.events if e.is_fault),
         "unreached": faultline.unreached(),
+        "sweeps": _sweeps(faultline),
     }
+
+
+def _sweeps(faultline: Faultline) -> list[dict[str, Any]]:
+    from .sweep import SWEEPS  # light: the sweep's machinery is not imported
+
+    return list(faultline.peek(SWEEPS) or ())
 
 
 test_record.__test__ = False  # type: ignore[attr-defined]
@@ -265,6 +272,12 @@ class SessionReport:
             lines = format_summary(tests, self.config.rootpath) if tests else []
             for line in lines or ["no test ran under faults"]:
                 terminalreporter.write_line(line)
+        swept = [t for t in self.tests.values() if t.get("sweeps")]
+        if swept:
+            terminalreporter.write_sep("-", "faultline sweeps")
+            for test in swept:
+                for done in test["sweeps"]:
+                    terminalreporter.write_line(f"{test['nodeid']}: {done['summary']}")
         if self.json_report is not None:
             terminalreporter.write_line(
                 f"faultline: JSON report written to {self.json_report.path}"
