@@ -7,7 +7,7 @@ from inventory import Store, restock
 
 
 def test_restock_survives_a_flaky_store(faultline):
-    faultline.arm("store.write", ConnectionError("store down"), probability=0.5)
+    faultline.arm("store.write", ConnectionError("store down"), after=1)  # down after 1 write
     store = Store()
     restock(store, {"apples": 3, "pears": 5, "plums": 8})
     assert store.data == {"apples": 3, "pears": 5, "plums": 8}
