@@ -30,10 +30,8 @@ __all__ = ["Exploration", "RunOptions", "run_once"]
 SCHED_STREAM = "sched"
 # What "explored all schedules" covers, by preempt mode.
 GRANULARITY = {
-    "sync": "exhaustive at sync granularity (switches only at synchronisation operations; "
-    "races inside or between lines need preempt='lines' or 'bytecode')",
-    "lines": "exhaustive at line granularity (no switch inside a line; races inside one line "
-    "such as n += 1 need preempt='bytecode')",
+    "sync": "exhaustive at sync granularity (switches only at synchronisation operations)",
+    "lines": "exhaustive at line granularity (no switch inside a line)",
     "bytecode": "exhaustive at bytecode granularity in the named modules",
 }
 SHRINK_RUNS = 60
