@@ -36,12 +36,23 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_faultline import _raw
-from pytest_faultline.controller import Faultline
+
+if TYPE_CHECKING:
+    from pytest_faultline.controller import Faultline
 
 HERE = __name__
+
+
+def new_faultline(seed: int) -> Faultline:
+    """A controller as the fixture makes one (imported here: the cold start times its import)."""
+    from pytest_faultline.controller import Faultline
+
+    return Faultline(seed=seed, nodeid="bench")
+
+
 Targets = list[Callable[[], object]]
 Check = Callable[[], None]
 
@@ -190,7 +201,7 @@ def body_of(bug: Bug) -> Callable[[], None]:
 
 def faultline_find(bug: Bug, seed: int) -> tuple[float, int]:
     """Seconds until the first failing schedule, and the schedules it took."""
-    fl = Faultline(seed=seed, nodeid="bench")
+    fl = new_faultline(seed)
     try:
         result = fl.explore(body_of(bug), runs=10_000, raises=False, **bug.options)
     finally:
@@ -217,7 +228,7 @@ def decisions_per_second() -> tuple[float, float]:
         for t in threads:
             t.join()
 
-    fl = Faultline(seed=1, nodeid="bench")
+    fl = new_faultline(1)
     try:
         result = fl.explore(body, runs=5, strategy="random")
     finally:
@@ -413,7 +424,7 @@ def _found_at(bug: Bug, seed: int, strategy: str | None) -> tuple[float, int]:
     if strategy is not None:
         options["strategy"] = strategy
     started = _raw.monotonic()
-    fl = Faultline(seed=seed, nodeid="bench")
+    fl = new_faultline(seed)
     try:
         result = fl.explore(body, runs=10_000, raises=False, **options)
     finally:
@@ -454,6 +465,8 @@ def _frontrun_find(bug: Bug, seed: int, strategy: str) -> tuple[float, int]:
 # tool -> (how to find a bug with a seed, whether it runs under frontrun's CLI)
 FINDERS: dict[str, tuple[Callable[[Bug, int], tuple[float, int]], bool]] = {
     "faultline": (lambda bug, seed: _found_at(bug, seed, None), False),
+    # the same, importing pytest_faultline from --baseline-src (another checkout): before/after
+    "faultline baseline": (lambda bug, seed: _found_at(bug, seed, None), False),
     "interleave-test line": (lambda bug, seed: _interleave_find(bug, seed, "line"), False),
     "interleave-test opcode": (lambda bug, seed: _interleave_find(bug, seed, "opcode"), False),
     "frontrun random": (lambda bug, seed: _frontrun_find(bug, seed, "random"), True),
@@ -461,12 +474,32 @@ FINDERS: dict[str, tuple[Callable[[Bug, int], tuple[float, int]], bool]] = {
 }
 
 
+# What a test module (or the plugin, for faultline's fixture) imports before the first search.
+TOOL_MODULES = {
+    "faultline": "pytest_faultline.controller",
+    "faultline baseline": "pytest_faultline.controller",
+    "interleave-test line": "interleave_test",
+    "interleave-test opcode": "interleave_test",
+    "frontrun random": "frontrun",
+    "frontrun dpor": "frontrun",
+}
+
+
 def child(tool: str, bug_name: str, seed: int) -> int:
-    """In a fresh process: the cold search, then WARM_REPEATS warm ones; one JSON line."""
+    """In a fresh process: the tool's import, the cold search, then WARM_REPEATS warm ones;
+    one JSON line."""
+    import importlib
+
+    import pytest  # every test run has it
+
+    del pytest
     bug = next(b for b in BUGS if b.name == bug_name)
     find, _ = FINDERS[tool]
     row: dict[str, Any] = {"tool": tool, "bug": bug_name, "seed": seed}
     try:
+        started = _raw.monotonic()
+        importlib.import_module(TOOL_MODULES[tool])
+        row["import"] = _raw.monotonic() - started
         row["cold"], row["cold_schedules"] = find(bug, seed)
         warm = [find(bug, seed + 1000 * i) for i in range(1, WARM_REPEATS + 1)]
         row["warm"] = statistics.median(t for t, _ in warm)
@@ -493,12 +526,12 @@ def available_tools() -> tuple[list[str], list[str]]:
     return tools, notes
 
 
-def _child_env() -> dict[str, str]:
+def _child_env(baseline: str | None = None) -> dict[str, str]:
     import pytest_faultline
 
     env = dict(os.environ)
     here = str(Path(__file__).resolve().parent)
-    src = str(Path(pytest_faultline.__file__).resolve().parent.parent)
+    src = baseline or str(Path(pytest_faultline.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, here, env.get("PYTHONPATH")) if p)
     # Bytecode caches as an installed package has them (a warm-up round writes ours).
     env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -537,22 +570,42 @@ def run_child(tool: str, bug: Bug, seed: int, env: dict[str, str]) -> dict[str, 
     return {"error": (err.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]}
 
 
-def cold_start(seeds: int) -> list[str]:
+def cold_start(seeds: int, baseline: str | None = None) -> list[str]:
     tools, notes = available_tools()
     env = _child_env()
+    envs = {tool: env for tool in tools}
+    if baseline is not None:
+        tools.insert(1, "faultline baseline")
+        envs["faultline baseline"] = _child_env(baseline)
     rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for seed in range(0, seeds + 1):  # seed 0: a warm-up round that writes bytecode caches
         for bug in BUGS:
             for tool in tools:
-                row = run_child(tool, bug, seed, env)
+                row = run_child(tool, bug, seed, envs[tool])
                 if seed > 0:
                     rows.setdefault((tool, bug.name), []).append(row)
     lines = [
         f"cold start: fresh process per (tool, bug, seed), {seeds} seeds, tools alternating; "
         f"ms to the first failing schedule, median (schedules, median)"
     ]
+    imports: dict[str, float] = {}
+    for tool in tools:
+        measured = [
+            r["import"] * 1000
+            for (t, _), got in rows.items()
+            if t == tool
+            for r in got
+            if "import" in r
+        ]
+        if measured:
+            imports[tool] = statistics.median(measured)
     width = 24
-    header = f"{'bug':<26}" + "".join(f"{t:>{width}}" for t in tools) + f"{'cold/best peer':>16}"
+    header = (
+        f"{'bug':<26}"
+        + "".join(f"{t:>{width}}" for t in tools)
+        + f"{'cold/best peer':>16}{'incl. import':>14}"
+        + (f"{'vs baseline':>13}" if baseline is not None else "")
+    )
     lines += [header, "-" * len(header)]
     errors: list[str] = []
     for bug in BUGS:
@@ -570,16 +623,27 @@ def cold_start(seeds: int) -> list[str]:
             n = statistics.median(r["cold_schedules"] for r in good)
             colds[tool] = cold
             cells.append(f"{cold:>8.1f} / {warm:5.1f} ({n:>4.0f})".rjust(width))
-        peers_cold = [v for k, v in colds.items() if k != "faultline"]
-        ratio = (
-            f"{colds['faultline'] / min(peers_cold):.2f}"
-            if "faultline" in colds and peers_cold
-            else "-"
-        )
-        lines.append(f"{bug.name:<26}" + "".join(cells) + f"{ratio:>16}")
+        peers_cold = {k: v for k, v in colds.items() if not k.startswith("faultline")}
+        ratio = with_import = "-"
+        if "faultline" in colds and peers_cold:
+            best = min(peers_cold, key=lambda k: peers_cold[k])
+            ratio = f"{colds['faultline'] / peers_cold[best]:.2f}"
+            ours = colds["faultline"] + imports["faultline"]
+            theirs = min(v + imports[k] for k, v in peers_cold.items())
+            with_import = f"{ours / theirs:.2f}"
+        row = f"{bug.name:<26}" + "".join(cells) + f"{ratio:>16}{with_import:>14}"
+        if baseline is not None:
+            before = colds.get("faultline baseline")
+            after = colds.get("faultline")
+            row += f"{after / before:>13.2f}" if before and after else f"{'-':>13}"
+        lines.append(row)
     lines += [
+        "import ms (median): "
+        + ", ".join(f"{tool} {imports[tool]:.1f}" for tool in tools if tool in imports),
         "cells: cold ms / warm ms (schedules until the failure, cold); cold/best peer: faultline",
-        "cold / the fastest peer's cold on that bug (target <= 1; below 1: faultline is faster)",
+        "cold / the fastest peer's cold on that bug (target <= 1; below 1: faultline is faster);",
+        "incl. import: the same with each tool's import added (what a fresh test process pays);",
+        "vs baseline: faultline cold / the baseline checkout's cold (below 1: faster than before)",
         *errors,
         *notes,
     ]
@@ -652,7 +716,7 @@ def overhead(repeats: int) -> list[str]:
     points: dict[str, float] = {}
     for _ in range(repeats):  # alternating
         for name, options in modes:
-            fl = Faultline(seed=1, nodeid="bench")
+            fl = new_faultline(1)
             try:
                 result = fl.explore(busy_body, runs=5, strategy="random", **options)
             finally:
@@ -679,6 +743,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--stress-attempts", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="cold start and overhead only")
+    parser.add_argument(
+        "--baseline-src",
+        help="the src directory of another checkout: its cold start is measured alongside",
+    )
     parser.add_argument("--child", nargs=3, metavar=("TOOL", "BUG", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -686,7 +754,7 @@ def main(argv: list[str] | None = None) -> int:
         return child(tool, bug_name, int(seed))
     print(f"python {sys.version.split()[0]}, switch interval {sys.getswitchinterval()} s")
     print()
-    for line in cold_start(args.cold_seeds):
+    for line in cold_start(args.cold_seeds, args.baseline_src):
         print(line)
     print()
     for line in overhead(5):
