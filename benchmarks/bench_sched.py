@@ -512,18 +512,43 @@ def child(tool: str, bug_name: str, seed: int) -> int:
     return 0
 
 
-def available_tools() -> tuple[list[str], list[str]]:
-    """The tools to compare, and a line for each peer that is not compared."""
+# The interpreter the cold-start children run on (interleave-test needs 3.12+, and this
+# benchmark is run by run_all.py with the project's Python): --child-python, or this variable.
+CHILD_PYTHON_ENV = "FAULTLINE_BENCH_CHILD_PYTHON"
+PROBE = (
+    "import importlib.metadata as m, json, sys\n"
+    "def v(d):\n"
+    "    try:\n"
+    "        return m.version(d)\n"
+    "    except m.PackageNotFoundError:\n"
+    "        return None\n"
+    "print(json.dumps([sys.version.split()[0], list(sys.version_info[:2]),"
+    " v('interleave-test'), v('frontrun')]))"
+)
+
+
+def available_tools(python: str) -> tuple[list[str], list[str], str]:
+    """The tools to compare on ``python``, a line for each peer that is not compared, and the
+    version of ``python``."""
+    probe = subprocess.run(
+        [python, "-c", PROBE], capture_output=True, text=True, timeout=60, check=True
+    )
+    version, info, interleave, front = json.loads(probe.stdout)
     tools, notes = ["faultline"], []
-    if installed("interleave-test") is not None and sys.version_info >= INTERLEAVE_TEST_PYTHON:
+    if interleave is not None and tuple(info) >= INTERLEAVE_TEST_PYTHON:
         tools += ["interleave-test line", "interleave-test opcode"]
+    elif tuple(info) < INTERLEAVE_TEST_PYTHON:
+        notes.append(
+            "interleave-test: not installable on this Python (its only release, 0.1.0, needs "
+            f"3.12+; this is {version}); not compared (give --child-python a 3.12+ interpreter)"
+        )
     else:
-        notes.append(interleave_test_line())
-    if installed("frontrun") is not None:
+        notes.append("interleave-test: not installed (pip install interleave-test); not compared")
+    if front is not None:
         tools += ["frontrun random", "frontrun dpor"]
     else:
         notes.append("frontrun: not installed (optional: pip install frontrun); not compared")
-    return tools, notes
+    return tools, notes, version
 
 
 def _child_env(baseline: str | None = None) -> dict[str, str]:
@@ -538,18 +563,18 @@ def _child_env(baseline: str | None = None) -> dict[str, str]:
     return env
 
 
-def run_child(tool: str, bug: Bug, seed: int, env: dict[str, str]) -> dict[str, Any]:
+def run_child(tool: str, bug: Bug, seed: int, env: dict[str, str], python: str) -> dict[str, Any]:
     script = [str(Path(__file__).resolve()), "--child", tool, bug.name, str(seed)]
     if FINDERS[tool][1]:  # frontrun's explore() runs only under its CLI
         command = [
-            sys.executable,
+            python,
             "-c",
             "import sys; from frontrun.cli import main; sys.exit(main(sys.argv[1:]))",
-            sys.executable,
+            python,
             *script,
         ]
     else:
-        command = [sys.executable, *script]
+        command = [python, *script]
     proc = subprocess.Popen(
         command,
         env=env,
@@ -570,8 +595,8 @@ def run_child(tool: str, bug: Bug, seed: int, env: dict[str, str]) -> dict[str, 
     return {"error": (err.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]}
 
 
-def cold_start(seeds: int, baseline: str | None = None) -> list[str]:
-    tools, notes = available_tools()
+def cold_start(seeds: int, python: str, baseline: str | None = None) -> list[str]:
+    tools, notes, version = available_tools(python)
     env = _child_env()
     envs = {tool: env for tool in tools}
     if baseline is not None:
@@ -581,12 +606,12 @@ def cold_start(seeds: int, baseline: str | None = None) -> list[str]:
     for seed in range(0, seeds + 1):  # seed 0: a warm-up round that writes bytecode caches
         for bug in BUGS:
             for tool in tools:
-                row = run_child(tool, bug, seed, envs[tool])
+                row = run_child(tool, bug, seed, envs[tool], python)
                 if seed > 0:
                     rows.setdefault((tool, bug.name), []).append(row)
     lines = [
-        f"cold start: fresh process per (tool, bug, seed), {seeds} seeds, tools alternating; "
-        f"ms to the first failing schedule, median (schedules, median)"
+        f"cold start on python {version}: fresh process per (tool, bug, seed), {seeds} seeds, "
+        "tools alternating; ms to the first failing schedule, median (schedules, median)"
     ]
     imports: dict[str, float] = {}
     for tool in tools:
@@ -744,6 +769,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stress-attempts", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="cold start and overhead only")
     parser.add_argument(
+        "--child-python",
+        default=os.environ.get(CHILD_PYTHON_ENV) or sys.executable,
+        help=f"the interpreter of the cold-start processes (default: ${CHILD_PYTHON_ENV}, else "
+        "this one); it needs pytest, freezegun and faker, and the peers to compare",
+    )
+    parser.add_argument(
         "--baseline-src",
         help="the src directory of another checkout: its cold start is measured alongside",
     )
@@ -754,7 +785,7 @@ def main(argv: list[str] | None = None) -> int:
         return child(tool, bug_name, int(seed))
     print(f"python {sys.version.split()[0]}, switch interval {sys.getswitchinterval()} s")
     print()
-    for line in cold_start(args.cold_seeds, args.baseline_src):
+    for line in cold_start(args.cold_seeds, args.child_python, args.baseline_src):
         print(line)
     print()
     for line in overhead(5):
