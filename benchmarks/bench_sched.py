@@ -754,9 +754,11 @@ def overhead(repeats: int) -> list[str]:
     lines = ["one run of 2 threads x 200 locked deposits (7 bytecodes of shared state each):"]
     for name, _ in modes:
         median = statistics.median(times[name])
+        added = points[name] - points["sync"]
+        per_point = f", {(median - base) / added * 1e6:5.1f} us per added point" if added else ""
         lines.append(
             f"  preempt={name + ':':<10} {median * 1000:7.1f} ms per run, "
-            f"{points[name]:6.0f} decisions per run, {median / base:5.2f}x sync"
+            f"{points[name]:6.0f} decisions per run, {median / base:5.2f}x sync{per_point}"
         )
     return lines
 
