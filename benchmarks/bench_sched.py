@@ -667,8 +667,12 @@ def cold_start(seeds: int, python: str, baseline: str | None = None) -> list[str
         + ", ".join(f"{tool} {imports[tool]:.1f}" for tool in tools if tool in imports),
         "cells: cold ms / warm ms (schedules until the failure, cold); cold/best peer: faultline",
         "cold / the fastest peer's cold on that bug (target <= 1; below 1: faultline is faster);",
-        "incl. import: the same with each tool's import added (what a fresh test process pays);",
-        "vs baseline: faultline cold / the baseline checkout's cold (below 1: faster than before)",
+        "incl. import: the same with each tool's import added (what a fresh test process pays)",
+        *(
+            ["vs baseline: faultline cold / the baseline checkout's cold (below 1: faster)"]
+            if baseline is not None
+            else []
+        ),
         *errors,
         *notes,
     ]
