@@ -24,7 +24,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "hooks": {"passed": 1},
     "lockorder": {"passed": 3, "xfailed": 2},
     "proxy": {"passed": 1},
-    "sched": {"passed": 2, "xfailed": 2},
+    "sched": {"passed": 3, "xfailed": 3},
     "sockets": {"passed": 6, "xfailed": 1},
 }
 

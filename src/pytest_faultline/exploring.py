@@ -24,8 +24,8 @@ __all__ = [
 ]
 
 STRATEGIES = ("random", "pct", "dfs")
-DEFAULT_STRATEGY = "pct"
-PREEMPT_MODES = ("sync", "lines")
+DEFAULT_STRATEGY = "random"  # fewest schedules on the benchmark's bugs (bench_sched.py)
+PREEMPT_MODES = ("sync", "lines", "bytecode")
 DEFAULT_RUNS = 100
 DEFAULT_DEPTH = 3
 DEFAULT_STALL_S = 10.0
@@ -39,9 +39,10 @@ def _whole(value: object, low: int) -> bool:
 @dataclass(frozen=True)
 class ExploreOptions:
     """How an exploration searches: ``runs`` schedules (None: the ``--faultline-runs`` setting,
-    else 100) chosen by ``strategy`` ("pct" with bug depth ``depth``, "random", or "dfs" with at
+    else 100) chosen by ``strategy`` ("random", "pct" with bug depth ``depth``, or "dfs" with at
     most ``max_preemptions`` preemptions per schedule); scheduling points at synchronisation
-    operations (``preempt="sync"``) or also at every line of ``modules`` (``"lines"``); the
+    operations (``preempt="sync"``), also at every line of ``modules`` (``"lines"``) or also
+    between the bytecodes of ``modules`` that touch shared state (``"bytecode"``); the
     search stops after ``budget`` seconds; a run that makes no progress for ``stall_timeout``
     seconds, or takes more than ``max_steps`` steps, is reported; a failure is shrunk unless
     ``shrink=False``."""
@@ -110,14 +111,16 @@ class ExploreOptions:
             )
         if self.preempt not in PREEMPT_MODES:
             raise error(
-                f"{where}: preempt must be 'sync' (switch at synchronisation operations) or "
-                f"'lines' (also at every line of modules=[...]), got {self.preempt!r}"
+                f"{where}: preempt must be 'sync' (switch at synchronisation operations), "
+                f"'lines' (also at every line of modules=[...]) or 'bytecode' (also between "
+                f"the bytecodes of modules=[...]), got {self.preempt!r}"
             )
-        if self.preempt == "lines" and not self.modules:
+        if self.preempt in ("lines", "bytecode") and not self.modules:
+            what = "line" if self.preempt == "lines" else "shared-state bytecode"
             raise error(
-                f"{where}: preempt='lines' needs modules=['pkg.mod', ...]: the modules whose "
-                f"every line becomes a scheduling point (tracing every module would be far too "
-                f"slow)"
+                f"{where}: preempt={self.preempt!r} needs modules=['pkg.mod', ...]: the modules "
+                f"whose every {what} becomes a scheduling point (tracing every module would be "
+                f"far too slow)"
             )
         if self.budget is not None and (
             not isinstance(self.budget, (int, float))
@@ -156,7 +159,7 @@ class ExploreOptions:
         return self.runs or DEFAULT_RUNS
 
     def describe(self) -> str:
-        """How the search went, for the report: 'of up to 100, pct, depth 3, preempt=sync'."""
+        """How the search went, for the report: 'of up to 100, random, preempt=sync'."""
         text = self.strategy + (f", depth {self.depth}" if self.strategy == "pct" else "")
         text = f"of up to {self.run_count}, {text}"
         if self.strategy == "dfs":

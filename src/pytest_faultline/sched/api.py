@@ -131,9 +131,11 @@ class _Session:
         clock = active_clock(faultline)
         if clock is not None:
             faultline.service(SCHED_CLOCK, lambda fl: clock.add_listener(_follow_clock) or True)
-        files = module_files(list(options.modules)) if options.preempt == "lines" else frozenset()
+        files = module_files(list(options.modules)) if options.preempt != "sync" else frozenset()
         self.run_options = RunOptions(
             line_files=files,
+            preempt=options.preempt,
+            modules=options.modules,
             namespaces=_namespaces(
                 list(options.modules), [*(self.namespaces or []), _own_namespace(self.fn)]
             ),
@@ -150,7 +152,7 @@ class _Session:
         self.explicit = self.token is not None or (
             self.replaying is not None and self.replaying == faultline.settings.replay
         )
-        self.exploration = Exploration(strategy=options.strategy)
+        self.exploration = Exploration(strategy=options.strategy, preempt=options.preempt)
         self.started = _raw.monotonic()
         budget = options.budget
         self.deadline = None if budget is None else self.started + float(budget)
