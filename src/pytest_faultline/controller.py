@@ -26,7 +26,7 @@ from ._context import (
 from .actions import PROCEED, Disconnect, Hit, as_action
 from .arming import Arming
 from .decider import Decider, ReplayToken, Stream
-from .errors import FaultlineError, UnreachedPointWarning
+from .errors import FaultlineError, ScenarioError, TargetError, UnreachedPointWarning
 from .registry import REGISTRY
 from .settings import Settings
 from .targets import CallTarget, is_call_target, path_of, resolve
@@ -339,11 +339,18 @@ class Faultline(FaultContext):
         for name, params, where in requests:
             sc = REGISTRY.get(name)
             bound.append((sc, sc.bind(self._with_setting_defaults(sc.params, params), where=where)))
-        for sc, values in bound:
+        for (sc, values), (_, _, where) in zip(bound, requests, strict=True):
             self.scenarios.append((sc.name, values))
             shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
             self.record(EventKind.SCENARIO, sc.name, shown)
-            result = sc.func(self, **values)
+            try:
+                result = sc.func(self, **values)
+            except (ScenarioError, TargetError):
+                raise
+            except FaultlineError as exc:
+                # A value the scenario refused is a usage error of the marker, whichever
+                # scenario (built-in or the user's) found it: one format, no traceback.
+                raise ScenarioError(f"faultline scenario {sc.name!r}: {exc} ({where})") from None
             if inspect.isgenerator(result):
                 self._start_generator(sc.name, result)
 

@@ -86,12 +86,17 @@ def faultline(request: pytest.FixtureRequest) -> Iterator[Faultline]:
     LIVE.add(controller)
     item.stash[CONTROLLER_KEY] = controller
     try:
+        usage_error = None
         try:
             controller.apply_many(scenario_requests(item))
         except (ScenarioError, TargetError) as exc:
-            # A usage error: show the message that says what to fix, not our internals.
+            usage_error = f"{type(exc).__name__}: {exc}"
+        if usage_error is not None:
+            # A usage error: show the message that says what to fix, once (failing outside the
+            # except block, so no "During handling of the above exception" chain), and no
+            # replay command: there is nothing to replay.
             controller.usage_error = True
-            pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+            pytest.fail(usage_error, pytrace=False)
         yield controller
     finally:
         LIVE.discard(controller)

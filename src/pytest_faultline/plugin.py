@@ -89,8 +89,16 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if session.config.pluginmanager.has_plugin("dsession"):
+        # The xdist controller collects nothing: check here, once, with the scenarios of the
+        # conftests and plugins loaded at start, before any worker runs a test.
+        _check_session_scenarios(session.config.stash[SETTINGS_KEY])
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings: Settings = config.stash[SETTINGS_KEY]
+    _check_session_scenarios(settings)
     apply_all = bool(settings.scenarios)
     for item in items:
         fixturenames = getattr(item, "fixturenames", None)
@@ -103,6 +111,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if cached:
         # Like --failed-first, for tests that failed under faults: replay their tokens first.
         items.sort(key=lambda it: it.nodeid not in cached)
+
+
+def _check_session_scenarios(settings: Settings) -> None:
+    """An unknown ``--faultline`` name is one usage error before any test runs (not one per
+    test). Checked after collection, when every conftest has registered its scenarios."""
+    from .errors import ScenarioError
+
+    for name in settings.scenarios:
+        try:
+            REGISTRY.get(name)
+        except ScenarioError as exc:
+            raise pytest.UsageError(f"pytest-faultline: --faultline: {exc}") from None
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -150,7 +150,9 @@ def format_summary(tests: list[dict[str, Any]], rootpath: Path) -> list[str]:
         row[1] += test["faults"]
         outcome = test["outcome"]
         if outcome == "xfailed":
-            row[2] += 1
+            # Caught means the fault did it: an expected failure with no fault injected (a
+            # typo'd target, an unrelated crash) is not a catch.
+            row[2 if test["faults"] else 4] += 1
         elif outcome == "passed":
             row[3 if test["faults"] else 4] += 1
         elif outcome in ("failed", "error", "xpassed"):
@@ -166,8 +168,12 @@ def format_summary(tests: list[dict[str, Any]], rootpath: Path) -> list[str]:
         lines.extend(f"  {t['outcome'].upper()} {t['replay']}" for t in unexpected)
     lines.append("")
     lines.append(
-        "caught: expected failures (xfail) under faults; survived: passed with faults injected; "
-        "no fault: passed, but no fault fired"
+        "tests: only tests that used faultline (its fixture, a marker or --faultline); "
+        "faults: faults injected"
+    )
+    lines.append(
+        "caught: expected failures (xfail) with at least one fault injected; survived: passed "
+        "with faults injected; no fault: passed or xfailed, but no fault fired"
     )
     return lines
 

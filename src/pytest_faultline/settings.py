@@ -366,4 +366,11 @@ def _flag(config: pytest.Config, env: Mapping[str, str], dest: str, var: str, in
             raise pytest.UsageError(
                 f"pytest-faultline: the {var} environment variable {exc}"
             ) from None
-    return bool(config.getini(ini))
+    try:
+        return bool(config.getini(ini))
+    except ValueError as exc:
+        # pytest's own message ("invalid truth value 'maybe'") names neither key nor file.
+        where = config.inipath.name if config.inipath else "the ini file"
+        raise pytest.UsageError(
+            f"pytest-faultline: '{ini}' in {where} must be true or false ({exc})"
+        ) from None
