@@ -93,6 +93,7 @@ class EventKind(str, enum.Enum):
     CONFINE = ("confine", False)  # an object confined, transferred, or types watched
     # the rest
     SCENARIO = ("scenario", False)
+    EXAMPLE = ("example", False)  # a Hypothesis example (or faultline.example()) began
     NOTE = ("note", False)
 
     @classmethod
@@ -153,8 +154,13 @@ class UndoStack:
 
     def unwind(self) -> list[tuple[str, BaseException]]:
         """Run every callback, newest first; return the failures instead of stopping at one."""
+        return self.unwind_to(0)
+
+    def unwind_to(self, depth: int) -> list[tuple[str, BaseException]]:
+        """Run the callbacks pushed after the stack was ``depth`` long, newest first (undo one
+        example of a test and keep what the test set up before it)."""
         errors: list[tuple[str, BaseException]] = []
-        while self._items:
+        while len(self._items) > depth:
             fn, label = self._items.pop()
             try:
                 fn()

@@ -25,7 +25,7 @@ from ._context import (
 )
 from .actions import PROCEED, Disconnect, Hit, as_action
 from .arming import Arming
-from .decider import Decider, ReplayToken, Stream
+from .decider import Decider, ReplayToken, Stream, derive_seed
 from .errors import FaultlineError, ScenarioError, TargetError, UnreachedPointWarning
 from .registry import REGISTRY
 from .settings import Settings
@@ -77,6 +77,8 @@ class Faultline(FaultContext):
         self._services: dict[ServiceKey[Any], Any] = {}
         self._random: random.Random | None = None
         self._fake: Faker | None = None
+        self._examples = 0
+        self.attempt = 1  # which run of the test this is (reruns: 2, 3, ...)
 
     # -- the context protocol -------------------------------------------------------------------
 
@@ -378,6 +380,50 @@ class Faultline(FaultContext):
 
         self.undo.push(finish, f"finish scenario {name}")
 
+    # -- examples (Hypothesis) -----------------------------------------------------------------
+
+    @contextmanager
+    def example(self, key: str) -> Iterator[Decider]:
+        """Run one example of a test as if it were a test of its own.
+
+        Inside the block every draw comes from a seed derived from the test's seed and ``key``
+        (the same ``key`` gives the same faults, so a failing example replays), ``random`` and
+        ``fake`` start afresh, and the events are headed by an ``example`` event. Armings,
+        patches and services made inside the block are undone at its end; what the test set up
+        before it stays. The plugin wraps each Hypothesis example in this block.
+        """
+        self._check_open()
+        self._examples += 1
+        base, saved_random, saved_fake = self._decider, self._random, self._fake
+        decider = Decider(derive_seed(base.seed, "example", key), test=base.test, token=None)
+        depth = len(self._undo)
+        armings = {t: list(a) for t, a in self._armings.items()}
+        arrivals = dict(self._arrivals)
+        handlers = {k: list(v) for k, v in self._handlers.items()}
+        services = dict(self._services)
+        wrappers = list(self._body_wrappers)
+        self.record(EventKind.EXAMPLE, f"#{self._examples}", f"seed={decider.seed} {_shorten(key)}")
+        self._decider, self._random, self._fake = decider, None, None
+        try:
+            yield decider
+        finally:
+            errors: list[tuple[str, BaseException]] = []
+            try:
+                for arming in self.armings():
+                    if arming not in armings.get(arming.target, ()):
+                        arming.release()
+            finally:
+                errors = self._undo.unwind_to(depth)
+                self._decider, self._random, self._fake = base, saved_random, saved_fake
+                self._armings, self._arrivals = armings, arrivals
+                self._handlers, self._services = handlers, services
+                self._body_wrappers = wrappers
+            if errors:
+                label, first = errors[0]
+                raise FaultlineError(
+                    f"faultline: undoing example #{self._examples} failed at {label}: {first!r}"
+                ) from first
+
     # -- features built in other subpackages ----------------------------------------------------
 
     def proxy(self, upstream: tuple[str, int] | str, *, name: str | None = None) -> Proxy:
@@ -497,6 +543,10 @@ class Faultline(FaultContext):
                 f"faultline: armed but never reached (strict): "
                 f"{', '.join(repr(t) for t in strict)}; check the names or that the code paths run"
             )
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _bind_wrapper(

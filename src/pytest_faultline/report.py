@@ -33,6 +33,8 @@ def test_record(faultline: Faultline) -> dict[str, Any]:
     return {
         "nodeid": faultline.nodeid,
         "seed": faultline.seed,
+        "attempt": faultline.attempt,
+        "rerun_seed": faultline.settings.rerun_seed,
         "token": token,
         "replay": replay_command(faultline.nodeid, token),
         "replayed": faultline.decider.token_in is not None,
@@ -62,6 +64,13 @@ def _jsonable(value: Any) -> Any:
 
 def format_section(record: dict[str, Any]) -> str:
     lines = [f"seed:   {record['seed']}", f"token:  {record['token']}"]
+    if record.get("attempt", 1) > 1:
+        lines.append(
+            f"rerun:  attempt {record['attempt']}, with its own seed (derived from the test's "
+            f"and the attempt; --faultline-rerun-seed=same keeps the first one)"
+            if record.get("rerun_seed", "fresh") == "fresh"
+            else f"rerun:  attempt {record['attempt']}, with the first attempt's seed"
+        )
     if record["scenarios"]:
         shown = "; ".join(
             n["name"] + "(" + ", ".join(f"{k}={v!r}" for k, v in n["params"].items()) + ")"
@@ -74,9 +83,14 @@ def format_section(record: dict[str, Any]) -> str:
     total = record["events_total"]
     if events:
         lines.append(f"last {len(events)} of {total} fault events:")
+        indent = "  "
         for e in events:
+            if e["kind"] == "example":  # a Hypothesis example: its events are listed under it
+                lines.append(f"  example {e['name']}: {e['detail']}")
+                indent = "    "
+                continue
             lines.append(
-                "  " + format_event(e["time"], e["thread"], e["kind"], e["name"], e["detail"])
+                indent + format_event(e["time"], e["thread"], e["kind"], e["name"], e["detail"])
             )
     else:
         lines.append("no fault fired in this test")
