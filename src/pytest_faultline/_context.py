@@ -42,7 +42,7 @@ BodyWrapper = Callable[[Body], object]
 HandlerKind = Literal["disconnect", "preempt", "wake"]
 
 
-class EventKind(str, enum.Enum):
+class EventKind(str, enum.Enum):  # noqa: UP042 - not StrEnum: members carry is_fault
     """What a :class:`FaultEvent` is. ``is_fault`` tells a fault (something injected into the
     code, or a failure the plugin found) from bookkeeping (a scenario applied, a proxy created,
     a clean exploration); the summary and the JSON report count only faults."""

@@ -93,7 +93,7 @@ class LineHook:
             )
         return None
 
-    # -- sys.settrace (3.10, 3.11): per thread ------------------------------------------------
+    # -- sys.settrace (3.11): per thread ------------------------------------------------------
 
     def thread_enter(self) -> None:
         if USE_MONITORING:
