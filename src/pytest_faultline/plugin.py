@@ -90,6 +90,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    if session.config.stash[SETTINGS_KEY].backend == "toxiproxy":
+        from .net.proxies import forget_unreachable
+
+        forget_unreachable()
     if session.config.pluginmanager.has_plugin("dsession"):
         # The xdist controller collects nothing: check here, once, with the scenarios of the
         # conftests and plugins loaded at start, before any worker runs a test.

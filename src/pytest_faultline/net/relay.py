@@ -203,6 +203,7 @@ class ProxyLoop:
         try:
             self._run()
         finally:
+            _raw.forget_dummy_thread()
             self._finished.set()
 
     def _run(self) -> None:

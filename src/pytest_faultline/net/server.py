@@ -71,6 +71,7 @@ class ToxiproxyServer:
         try:
             self._httpd.serve_forever(poll_interval=0.1)
         finally:
+            _raw.forget_dummy_thread()
             self._stopped.set()
 
     def stop(self) -> None:
