@@ -214,8 +214,9 @@ def test_scenario_params_are_checked(worker_app: pytest.Pytester) -> None:
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(
         [
-            "*clock_jump: seconds must be a number > 0 (how far the clock jumps when 'app.tick' "
-            "is reached), got 0*",
+            "ScenarioError: faultline scenario 'clock_jump': seconds must be a number > 0 (how far "
+            "the clock jumps when 'app.tick' is reached), got 0 (in @pytest.mark.faultline on "
+            "test_scenario_params_are_checked.py::test_zero)",
             "*TargetError: target 'worker_app:Nope.forget': 'worker_app' has no attribute 'Nope'",
         ]
     )
