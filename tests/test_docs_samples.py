@@ -21,6 +21,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "failcall": {"passed": 2},
     "hooks": {"passed": 1},
     "lockorder": {"passed": 3, "xfailed": 2},
+    "plugins": {"passed": 2, "xfailed": 1},
     "proxy": {"passed": 1},
     "sched": {"passed": 2, "xfailed": 2},
     "sockets": {"passed": 6, "xfailed": 1},

@@ -79,6 +79,7 @@ class Faultline(FaultContext):
         self._fake: Faker | None = None
         self._examples = 0
         self.attempt = 1  # which run of the test this is (reruns: 2, 3, ...)
+        self.body_started = False  # set by the plugin when the test function is called
 
     # -- the context protocol -------------------------------------------------------------------
 

@@ -133,7 +133,10 @@ def _check_session_scenarios(settings: Settings) -> None:
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     __tracebackhide__ = True
     controller = pyfuncitem.stash.get(CONTROLLER_KEY, None)
-    if controller is None or not controller.wraps_body:
+    if controller is None:
+        return None
+    controller.body_started = True  # from now on, nothing can wrap the body any more
+    if not controller.wraps_body:
         return None
     funcargs = pyfuncitem.funcargs
     kwargs = {name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}

@@ -148,3 +148,16 @@ def test_arming_an_action_class_that_needs_arguments_is_a_clear_error(
     from pytest_faultline import point
 
     point("eco.watched")
+
+
+def test_a_body_rerunning_scenario_applied_from_the_body_is_refused(
+    faultline: Faultline,
+) -> None:
+    # The body is running: thread_preemption would have nothing to re-run. Say so, not nothing.
+    with pytest.raises(
+        FaultlineError,
+        match=r"^faultline scenario 'thread_preemption': this re-runs the test body, which is "
+        r"running already: apply it with the marker \(or --faultline\), or call "
+        r"faultline\.explore\(fn, \.\.\.\) on the part to re-run \(in faultline\.apply\(\)\)$",
+    ):
+        faultline.apply("thread_preemption", runs=5)
