@@ -69,3 +69,49 @@ def test_example_runs_as_copied_beside_common_plugins(name: str, tmp_path: Path)
     assert "asyncio-" in plugins
     assert "INTERNALERROR" not in out
     assert " xfailed" in out.splitlines()[-1]
+
+
+def test_a_typo_or_another_failure_is_not_a_catch(pytester: pytest.Pytester) -> None:
+    # The buggy case's strict xfail accepts the failure the incident produces and nothing else.
+    shutil.copytree(
+        EXAMPLES / "condor_alive",
+        pytester.path,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"),
+    )
+    faults = pytester.path / "tests" / "test_alive_faults.py"
+    text = faults.read_text()
+    typo = text.replace(
+        '@pytest.mark.faultline("timeout_mid_message", after_bytes=COMMAND_BYTES)',
+        '@pytest.mark.faultline("timeout_mid_mesage", after_bytes=COMMAND_BYTES)',
+    )
+    assert typo != text
+    faults.write_text(typo)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:randomly", "tests/test_alive_faults.py"
+    )
+    # A typo in the scenario name: both cases error at setup; the buggy one is not "caught".
+    result.stdout.fnmatch_lines(
+        [
+            "ERROR tests/test_alive_faults.py::test_payload_times_out_after_the_command[[]fixed]*",
+            "ERROR tests/test_alive_faults.py::test_payload_times_out_after_the_command[[]buggy]*",
+        ]
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes["errors"] == 2
+    assert outcomes["xfailed"] == 2  # the two other buggy cases, still caught
+
+    # A buggy case that fails some other way than the incident's is a failure, not a catch.
+    faults.write_text(
+        text.replace(
+            "@pytest.mark.buggy_fails(raises=AssertionError)\ndef test_proxy_holds_the_payload",
+            "@pytest.mark.buggy_fails(raises=KeyError)\ndef test_proxy_holds_the_payload",
+        )
+    )
+    other = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:randomly", "tests/test_alive_faults.py"
+    )
+    other.stdout.fnmatch_lines(
+        ["FAILED tests/test_alive_faults.py::test_proxy_holds_the_payload[[]buggy]*"]
+    )
+    assert other.parseoutcomes()["xfailed"] == 2
