@@ -348,8 +348,19 @@ class Faultline(FaultContext):
             self.record(EventKind.SCENARIO, sc.name, shown)
             try:
                 result = sc.func(self, **values)
-            except (ScenarioError, TargetError):
+            except TargetError:
                 raise
+            except ScenarioError as exc:
+                # One format for every refusal: the scenario, what is wrong, where it came from.
+                message = str(exc)
+                prefix = f"{sc.name}: "
+                if message.startswith(prefix):
+                    message = message[len(prefix) :]
+                if not message.startswith("faultline scenario"):
+                    message = f"faultline scenario {sc.name!r}: {message}"
+                if where not in message:
+                    message = f"{message} ({where})"
+                raise ScenarioError(message) from None
             except FaultlineError as exc:
                 # A value the scenario refused is a usage error of the marker, whichever
                 # scenario (built-in or the user's) found it: one format, no traceback.
