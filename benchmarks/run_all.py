@@ -536,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s) {sorted(wanted - known)}; choose from {sorted(known)}")
     selected = [b for b in BENCHMARKS if not wanted or b.script.removesuffix(".py") in wanted]
 
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     load_before = _load()
     outcomes: list[Outcome] = []
     for bench in selected:

@@ -23,6 +23,7 @@ EXPECTED: dict[str, dict[str, int]] = {
     "failure": {"failed": 1},
     "hooks": {"passed": 1},
     "lockorder": {"passed": 3, "xfailed": 2},
+    "plugins": {"passed": 2, "xfailed": 1},
     "proxy": {"passed": 1},
     "sched": {"passed": 3, "xfailed": 3},
     "sockets": {"passed": 6, "xfailed": 1},

@@ -42,7 +42,7 @@ BodyWrapper = Callable[[Body], object]
 HandlerKind = Literal["disconnect", "preempt", "wake"]
 
 
-class EventKind(str, enum.Enum):
+class EventKind(str, enum.Enum):  # noqa: UP042 - not StrEnum: members carry is_fault
     """What a :class:`FaultEvent` is. ``is_fault`` tells a fault (something injected into the
     code, or a failure the plugin found) from bookkeeping (a scenario applied, a proxy created,
     a clean exploration); the summary and the JSON report count only faults."""
@@ -96,6 +96,7 @@ class EventKind(str, enum.Enum):
     SWEEP_FAILURE = ("sweep-failure", True)  # a swept fault the code did not survive
     # the rest
     SCENARIO = ("scenario", False)
+    EXAMPLE = ("example", False)  # a Hypothesis example (or faultline.example()) began
     NOTE = ("note", False)
 
     @classmethod
@@ -156,8 +157,13 @@ class UndoStack:
 
     def unwind(self) -> list[tuple[str, BaseException]]:
         """Run every callback, newest first; return the failures instead of stopping at one."""
+        return self.unwind_to(0)
+
+    def unwind_to(self, depth: int) -> list[tuple[str, BaseException]]:
+        """Run the callbacks pushed after the stack was ``depth`` long, newest first (undo one
+        example of a test and keep what the test set up before it)."""
         errors: list[tuple[str, BaseException]] = []
-        while self._items:
+        while len(self._items) > depth:
             fn, label = self._items.pop()
             try:
                 fn()

@@ -21,6 +21,24 @@ get_ident = threading.get_ident
 current_thread = threading.current_thread
 
 
+def forget_dummy_thread() -> None:
+    """Drop the calling raw thread's ``threading._DummyThread`` entry, as it is about to end.
+
+    ``threading.current_thread()`` in a thread started with ``_thread.start_new_thread`` registers
+    a dummy ``Thread`` that Python before 3.13 never removes: the ended thread stays listed in
+    ``threading.enumerate()`` and fails users' thread-leak checks. Call it last in the thread.
+    """
+    active = getattr(threading, "_active", None)
+    lock = getattr(threading, "_active_limbo_lock", None)
+    dummy = getattr(threading, "_DummyThread", None)
+    if not isinstance(active, dict) or lock is None or dummy is None:
+        return  # another Python: nothing we know how to tidy
+    ident = get_ident()
+    with lock:
+        if isinstance(active.get(ident), dummy):
+            del active[ident]
+
+
 class RawEvent:
     """A minimal event on a raw lock, immune to patched ``threading`` primitives."""
 

@@ -7,6 +7,7 @@ instance means :class:`Raise`, any other callable means :class:`Call`.
 from __future__ import annotations
 
 import copy
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -234,11 +235,32 @@ ACTION_HELP = (
 )
 
 
+def _required_fields(cls: type[Action]) -> list[str]:
+    """The constructor parameters of an action class that have no default."""
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [
+        p.name
+        for p in params
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+
+
 def as_action(action: object) -> Action:
     """The :class:`Action` that ``action`` stands for; :class:`FaultlineError` if none."""
     if isinstance(action, Action):
         return action
     if isinstance(action, type) and issubclass(action, Action):
+        needed = _required_fields(action)
+        if needed:
+            args = ", ".join(f"{n}=..." for n in needed)
+            raise FaultlineError(
+                f"cannot arm the class {action.__name__}: it needs {', '.join(needed)}; "
+                f"pass an instance, e.g. actions.{action.__name__}({args})"
+            )
         return action()
     if isinstance(action, BaseException) or (
         isinstance(action, type) and issubclass(action, BaseException)

@@ -25,8 +25,8 @@ from ._context import (
 )
 from .actions import PROCEED, Disconnect, Hit, as_action
 from .arming import Arming
-from .decider import Decider, ReplayToken, Stream
-from .errors import FaultlineError, UnreachedPointWarning
+from .decider import Decider, ReplayToken, Stream, derive_seed
+from .errors import FaultlineError, ScenarioError, TargetError, UnreachedPointWarning
 from .registry import REGISTRY
 from .settings import Settings
 from .targets import CallTarget, is_call_target, path_of, resolve
@@ -78,6 +78,9 @@ class Faultline(FaultContext):
         self._services: dict[ServiceKey[Any], Any] = {}
         self._random: random.Random | None = None
         self._fake: Faker | None = None
+        self._examples = 0
+        self.attempt = 1  # which run of the test this is (reruns: 2, 3, ...)
+        self.body_started = False  # set by the plugin when the test function is called
 
     # -- the context protocol -------------------------------------------------------------------
 
@@ -340,11 +343,29 @@ class Faultline(FaultContext):
         for name, params, where in requests:
             sc = REGISTRY.get(name)
             bound.append((sc, sc.bind(self._with_setting_defaults(sc.params, params), where=where)))
-        for sc, values in bound:
+        for (sc, values), (_, _, where) in zip(bound, requests, strict=True):
             self.scenarios.append((sc.name, values))
             shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
             self.record(EventKind.SCENARIO, sc.name, shown)
-            result = sc.func(self, **values)
+            try:
+                result = sc.func(self, **values)
+            except TargetError:
+                raise
+            except ScenarioError as exc:
+                # One format for every refusal: the scenario, what is wrong, where it came from.
+                message = str(exc)
+                prefix = f"{sc.name}: "
+                if message.startswith(prefix):
+                    message = message[len(prefix) :]
+                if not message.startswith("faultline scenario"):
+                    message = f"faultline scenario {sc.name!r}: {message}"
+                if where not in message:
+                    message = f"{message} ({where})"
+                raise ScenarioError(message) from None
+            except FaultlineError as exc:
+                # A value the scenario refused is a usage error of the marker, whichever
+                # scenario (built-in or the user's) found it: one format, no traceback.
+                raise ScenarioError(f"faultline scenario {sc.name!r}: {exc} ({where})") from None
             if inspect.isgenerator(result):
                 self._start_generator(sc.name, result)
 
@@ -371,6 +392,50 @@ class Faultline(FaultContext):
             raise FaultlineError(f"scenario {name!r} yielded more than once")
 
         self.undo.push(finish, f"finish scenario {name}")
+
+    # -- examples (Hypothesis) -----------------------------------------------------------------
+
+    @contextmanager
+    def example(self, key: str) -> Iterator[Decider]:
+        """Run one example of a test as if it were a test of its own.
+
+        Inside the block every draw comes from a seed derived from the test's seed and ``key``
+        (the same ``key`` gives the same faults, so a failing example replays), ``random`` and
+        ``fake`` start afresh, and the events are headed by an ``example`` event. Armings,
+        patches and services made inside the block are undone at its end; what the test set up
+        before it stays. The plugin wraps each Hypothesis example in this block.
+        """
+        self._check_open()
+        self._examples += 1
+        base, saved_random, saved_fake = self._decider, self._random, self._fake
+        decider = Decider(derive_seed(base.seed, "example", key), test=base.test, token=None)
+        depth = len(self._undo)
+        armings = {t: list(a) for t, a in self._armings.items()}
+        arrivals = dict(self._arrivals)
+        handlers = {k: list(v) for k, v in self._handlers.items()}
+        services = dict(self._services)
+        wrappers = list(self._body_wrappers)
+        self.record(EventKind.EXAMPLE, f"#{self._examples}", f"seed={decider.seed} {_shorten(key)}")
+        self._decider, self._random, self._fake = decider, None, None
+        try:
+            yield decider
+        finally:
+            errors: list[tuple[str, BaseException]] = []
+            try:
+                for arming in self.armings():
+                    if arming not in armings.get(arming.target, ()):
+                        arming.release()
+            finally:
+                errors = self._undo.unwind_to(depth)
+                self._decider, self._random, self._fake = base, saved_random, saved_fake
+                self._armings, self._arrivals = armings, arrivals
+                self._handlers, self._services = handlers, services
+                self._body_wrappers = wrappers
+            if errors:
+                label, first = errors[0]
+                raise FaultlineError(
+                    f"faultline: undoing example #{self._examples} failed at {label}: {first!r}"
+                ) from first
 
     # -- features built in other subpackages ----------------------------------------------------
 
@@ -522,6 +587,10 @@ class Faultline(FaultContext):
                 f"faultline: armed but never reached (strict): "
                 f"{', '.join(repr(t) for t in strict)}; check the names or that the code paths run"
             )
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _bind_wrapper(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import re
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +19,15 @@ from .errors import ReplayTokenError, ScenarioError, TargetError
 from .report import TokenCache
 from .settings import SETTINGS_KEY
 
-__all__ = ["CONTROLLER_KEY", "LIVE", "TOKENS_KEY", "faultline", "scenario_requests"]
+__all__ = [
+    "CONTROLLER_KEY",
+    "LIVE",
+    "TOKENS_KEY",
+    "attempt_of",
+    "example_key",
+    "faultline",
+    "scenario_requests",
+]
 
 CONTROLLER_KEY = pytest.StashKey[Faultline]()
 TOKENS_KEY = pytest.StashKey[TokenCache]()
@@ -43,6 +54,47 @@ def scenario_requests(item: pytest.Item) -> list[tuple[str, dict[str, Any], str]
         if all(name != r[0] for r in requests):
             requests.append((name, {}, "from --faultline"))
     return requests
+
+
+def attempt_of(item: pytest.Item) -> int:
+    """Which run of ``item`` this is: 1, then 2, 3, ... for reruns (pytest-rerunfailures and
+    flaky count them in ``item.execution_count``)."""
+    count = getattr(item, "execution_count", None)
+    return count if isinstance(count, int) and count >= 1 else 1
+
+
+def _wrap_hypothesis_examples(controller: Faultline, item: pytest.Item) -> None:
+    """Run each Hypothesis example of a ``@given`` test in ``controller.example(...)``: fresh
+    draws from a seed derived from the example, its own armings, events grouped under it."""
+    if "hypothesis" not in sys.modules:  # never import it: a test using it already has
+        return
+    from hypothesis import is_hypothesis_test
+
+    func = getattr(item, "obj", None)
+    if func is None or not is_hypothesis_test(func):
+        return
+    handle = getattr(func, "__func__", func).hypothesis
+    inner = handle.inner_test
+
+    @functools.wraps(inner)
+    def per_example(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        fixtures = getattr(item, "funcargs", {})  # the drawn arguments are the others
+        drawn = {k: v for k, v in kwargs.items() if k not in fixtures}
+        with controller.example(example_key(drawn)):
+            return inner(*args, **kwargs)
+
+    handle.inner_test = per_example
+    controller.undo.push(lambda: setattr(handle, "inner_test", inner), "restore @given test")
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def example_key(drawn: dict[str, Any]) -> str:
+    """A stable text for one example's drawn arguments (object addresses left out, so the same
+    example gives the same key in another process)."""
+    return _ADDRESS.sub("", ", ".join(f"{k}={drawn[k]!r}" for k in sorted(drawn)))
 
 
 def _token_for(item: pytest.Item) -> ReplayToken | None:
@@ -77,21 +129,33 @@ def faultline(request: pytest.FixtureRequest) -> Iterator[Faultline]:
     for stale in list(LIVE):  # a crashed earlier test must not leak into this one
         LIVE.discard(stale)
         stale.close()
-    controller = Faultline(
-        seed=derive_seed(settings.seed, item.nodeid),
-        nodeid=item.nodeid,
-        token=_token_for(item),
-        settings=settings,
-    )
+    attempt = attempt_of(item)
+    token = _token_for(item)
+    seed = derive_seed(settings.seed, item.nodeid)
+    if attempt > 1 and settings.rerun_seed == "fresh":
+        # A rerun that met the same faults would fail the same way: each attempt draws from
+        # its own seed (printed, and its token replays it). An explicit --faultline-replay
+        # keeps replaying; a token cached from the last run is for the first attempt only.
+        seed = derive_seed(seed, f"attempt{attempt}")
+        if settings.replay is None or token is not settings.replay:
+            token = None
+    controller = Faultline(seed=seed, nodeid=item.nodeid, token=token, settings=settings)
+    controller.attempt = attempt
     LIVE.add(controller)
     item.stash[CONTROLLER_KEY] = controller
+    _wrap_hypothesis_examples(controller, item)
     try:
+        usage_error = None
         try:
             controller.apply_many(scenario_requests(item))
         except (ScenarioError, TargetError) as exc:
-            # A usage error: show the message that says what to fix, not our internals.
+            usage_error = f"{type(exc).__name__}: {exc}"
+        if usage_error is not None:
+            # A usage error: show the message that says what to fix, once (failing outside the
+            # except block, so no "During handling of the above exception" chain), and no
+            # replay command: there is nothing to replay.
             controller.usage_error = True
-            pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+            pytest.fail(usage_error, pytrace=False)
         yield controller
     finally:
         LIVE.discard(controller)

@@ -97,8 +97,20 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if session.config.stash[SETTINGS_KEY].backend == "toxiproxy":
+        from .net.proxies import forget_unreachable
+
+        forget_unreachable()
+    if session.config.pluginmanager.has_plugin("dsession"):
+        # The xdist controller collects nothing: check here, once, with the scenarios of the
+        # conftests and plugins loaded at start, before any worker runs a test.
+        _check_session_scenarios(session.config.stash[SETTINGS_KEY])
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings: Settings = config.stash[SETTINGS_KEY]
+    _check_session_scenarios(settings)
     if settings.sweep:
         from .sweep.session import mark_swept
 
@@ -117,11 +129,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items.sort(key=lambda it: it.nodeid not in cached)
 
 
+def _check_session_scenarios(settings: Settings) -> None:
+    """An unknown ``--faultline`` name is one usage error before any test runs (not one per
+    test). Checked after collection, when every conftest has registered its scenarios."""
+    from .errors import ScenarioError
+
+    for name in settings.scenarios:
+        try:
+            REGISTRY.get(name)
+        except ScenarioError as exc:
+            raise pytest.UsageError(f"pytest-faultline: --faultline: {exc}") from None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     __tracebackhide__ = True
     controller = pyfuncitem.stash.get(CONTROLLER_KEY, None)
-    if controller is None or not controller.wraps_body:
+    if controller is None:
+        return None
+    controller.body_started = True  # from now on, nothing can wrap the body any more
+    if not controller.wraps_body:
         return None
     funcargs = pyfuncitem.funcargs
     kwargs = {name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}

@@ -38,6 +38,8 @@ def test_record(faultline: Faultline) -> dict[str, Any]:
     return {
         "nodeid": faultline.nodeid,
         "seed": faultline.seed,
+        "attempt": faultline.attempt,
+        "rerun_seed": faultline.settings.rerun_seed,
         "token": token,
         "replay": replay_command(faultline.nodeid, token),
         "replayed": faultline.decider.token_in is not None,
@@ -74,6 +76,13 @@ def _jsonable(value: Any) -> Any:
 
 def format_section(record: dict[str, Any]) -> str:
     lines = [f"seed:   {record['seed']}", f"token:  {record['token']}"]
+    if record.get("attempt", 1) > 1:
+        lines.append(
+            f"rerun:  attempt {record['attempt']}, with its own seed (derived from the test's "
+            f"and the attempt; --faultline-rerun-seed=same keeps the first one)"
+            if record.get("rerun_seed", "fresh") == "fresh"
+            else f"rerun:  attempt {record['attempt']}, with the first attempt's seed"
+        )
     if record["scenarios"]:
         shown = "; ".join(
             n["name"] + "(" + ", ".join(f"{k}={v!r}" for k, v in n["params"].items()) + ")"
@@ -86,9 +95,14 @@ def format_section(record: dict[str, Any]) -> str:
     total = record["events_total"]
     if events:
         lines.append(f"last {len(events)} of {total} fault events:")
+        indent = "  "
         for e in events:
+            if e["kind"] == "example":  # a Hypothesis example: its events are listed under it
+                lines.append(f"  example {e['name']}: {e['detail']}")
+                indent = "    "
+                continue
             lines.append(
-                "  " + format_event(e["time"], e["thread"], e["kind"], e["name"], e["detail"])
+                indent + format_event(e["time"], e["thread"], e["kind"], e["name"], e["detail"])
             )
     else:
         lines.append("no fault fired in this test")
@@ -188,7 +202,9 @@ def format_summary(tests: list[dict[str, Any]], rootpath: Path) -> list[str]:
         row[1] += test["faults"]
         outcome = test["outcome"]
         if outcome == "xfailed":
-            row[2] += 1
+            # Caught means the fault did it: an expected failure with no fault injected (a
+            # typo'd target, an unrelated crash) is not a catch.
+            row[2 if test["faults"] else 4] += 1
         elif outcome == "passed":
             row[3 if test["faults"] else 4] += 1
         elif outcome in ("failed", "error", "xpassed"):
@@ -204,8 +220,12 @@ def format_summary(tests: list[dict[str, Any]], rootpath: Path) -> list[str]:
         lines.extend(f"  {t['outcome'].upper()} {t['replay']}" for t in unexpected)
     lines.append("")
     lines.append(
-        "caught: expected failures (xfail) under faults; survived: passed with faults injected; "
-        "no fault: passed, but no fault fired"
+        "tests: only tests that used faultline (its fixture, a marker or --faultline); "
+        "faults: faults injected"
+    )
+    lines.append(
+        "caught: expected failures (xfail) with at least one fault injected; survived: passed "
+        "with faults injected; no fault: passed or xfailed, but no fault fired"
     )
     return lines
 

@@ -115,6 +115,15 @@ def _bool(text: str) -> bool:
     raise ValueError(f"must be true or false, got {text!r}")
 
 
+RERUN_SEEDS = ("fresh", "same")
+
+
+def _rerun_seed(text: str) -> str:
+    if text not in RERUN_SEEDS:
+        raise ValueError(f"must be one of {', '.join(RERUN_SEEDS)}, got {text!r}")
+    return text
+
+
 def _path(text: str) -> Path:
     if not text.strip():
         raise ValueError("must be a file path")
@@ -226,6 +235,19 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "fail (not just warn) when an armed target is never reached",
     ),
 )
+OPTIONS += (
+    OptionSpec(
+        "rerun_seed",
+        "--faultline-rerun-seed",
+        "faultline_rerun_seed",
+        "FAULTLINE_RERUN_SEED",
+        _rerun_seed,
+        "|".join(RERUN_SEEDS),
+        "what a rerun of a failed test (pytest-rerunfailures, flaky) draws from: 'fresh' (default)"
+        " a seed derived from the test's seed and the attempt, printed and replayable; 'same' the"
+        " first attempt's seed, so every attempt meets the same faults",
+    ),
+)
 SUMMARY_OPTION = "--faultline-summary"
 SUMMARY_HELP = (
     "end the run with a table per suite (example project or test directory): faults injected, "
@@ -334,6 +356,7 @@ class Settings:
     sweep: tuple[str, ...] = ()
     sweep_all: bool = False
     toxiproxy_skip_unavailable: bool = False
+    rerun_seed: str = "fresh"
 
     def param_defaults(self) -> dict[str, object]:
         """Scenario parameters these settings fill when a marker leaves them out."""
@@ -397,6 +420,7 @@ def resolve_settings(
         lockdep=bool(config.getoption("faultline_lockdep")),
         sweep=values.get("sweep", ()),
         sweep_all=bool(config.getoption("faultline_sweep_all")),
+        rerun_seed=values.get("rerun_seed", "fresh"),
     )
 
 
@@ -411,4 +435,11 @@ def _flag(config: pytest.Config, env: Mapping[str, str], dest: str, var: str, in
             raise pytest.UsageError(
                 f"pytest-faultline: the {var} environment variable {exc}"
             ) from None
-    return bool(config.getini(ini))
+    try:
+        return bool(config.getini(ini))
+    except ValueError as exc:
+        # pytest's own message ("invalid truth value 'maybe'") names neither key nor file.
+        where = config.inipath.name if config.inipath else "the ini file"
+        raise pytest.UsageError(
+            f"pytest-faultline: '{ini}' in {where} must be true or false ({exc})"
+        ) from None

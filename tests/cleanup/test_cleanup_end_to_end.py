@@ -52,6 +52,9 @@ def test_nothing_is_left_held_after_a_failing_test(worker_app: pytest.Pytester) 
         import worker_app
         from pytest_faultline.cleanup import deferrals
 
+        # Threads other plugins keep (pytest-rerunfailures' server) are there before the tests.
+        BEFORE = set(threading.enumerate())
+
         @pytest.fixture
         def registry():
             r = worker_app.Registry()
@@ -71,7 +74,7 @@ def test_nothing_is_left_held_after_a_failing_test(worker_app: pytest.Pytester) 
             assert worker_app.Registry.forget.__qualname__ == "Registry.forget"
             assert worker_app.Registry.forget.__module__ == "worker_app"
             assert "wrapper" not in repr(worker_app.Registry.__dict__["forget"])
-            assert [t.name for t in threading.enumerate()] == ["MainThread"]
+            assert [t.name for t in threading.enumerate() if t not in BEFORE] == []
             r = worker_app.Registry()
             r.work.put("B")
             r.close()
@@ -211,8 +214,9 @@ def test_scenario_params_are_checked(worker_app: pytest.Pytester) -> None:
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(
         [
-            "*clock_jump: seconds must be a number > 0 (how far the clock jumps when 'app.tick' "
-            "is reached), got 0*",
+            "ScenarioError: faultline scenario 'clock_jump': seconds must be a number > 0 (how far "
+            "the clock jumps when 'app.tick' is reached), got 0 (in @pytest.mark.faultline on "
+            "test_scenario_params_are_checked.py::test_zero)",
             "*TargetError: target 'worker_app:Nope.forget': 'worker_app' has no attribute 'Nope'",
         ]
     )

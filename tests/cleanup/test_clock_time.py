@@ -35,13 +35,13 @@ def test_time_functions_follow_the_clock(faultline: Faultline) -> None:
 
 
 def test_the_clock_starts_at_the_real_time_and_can_be_set(faultline: Faultline) -> None:
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     clock = faultline.clock
     assert abs(clock.time() - before.timestamp()) < 60
     clock.set(dt.datetime(2030, 1, 2, 3, 4, 5))
     assert dt.datetime.now() == dt.datetime(2030, 1, 2, 3, 4, 5)
-    clock.set(dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
-    assert time.time() == dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+    clock.set(dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    assert time.time() == dt.datetime(2030, 1, 1, tzinfo=dt.UTC).timestamp()
     assert [e.name for e in faultline.events if e.kind == "clock"] == ["start", "set", "set"]
 
 
@@ -137,6 +137,8 @@ def test_timers_left_pending_are_cancelled_and_reported(pytester: pytest.Pyteste
         import threading
 
         FIRED = []
+        # Threads other plugins keep (pytest-rerunfailures' server) are there before the tests.
+        BEFORE = set(threading.enumerate())
 
         def test_leaves_a_timer(faultline):
             faultline.clock
@@ -145,7 +147,7 @@ def test_timers_left_pending_are_cancelled_and_reported(pytester: pytest.Pyteste
 
         def test_nothing_left():
             assert FIRED == []
-            assert [t for t in threading.enumerate() if t is not threading.main_thread()] == []
+            assert [t for t in threading.enumerate() if t not in BEFORE] == []
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:randomly", "--faultline-report=report.json")

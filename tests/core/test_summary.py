@@ -65,3 +65,40 @@ def test_summary_off_by_default(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x(faultline): pass")
     result = pytester.runpytest()
     result.stdout.no_fnmatch_line("*faultline summary*")
+
+
+def test_caught_needs_a_fault_and_the_legend_says_what_is_counted(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_faultline import point
+
+        @pytest.mark.xfail(raises=OSError, strict=True)
+        def test_caught(faultline):
+            faultline.arm("io", OSError)
+            point("io")
+
+        @pytest.mark.xfail(raises=OSError, strict=True)
+        def test_failed_without_a_fault(faultline):
+            faultline.arm("io", OSError, after=5)
+            point("io")
+            raise OSError("an unrelated crash: no fault fired")
+
+        def test_not_using_faultline():
+            pass
+        """
+    )
+    result = pytester.runpytest("--faultline-summary", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, xfailed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "suite * tests * faults * caught * survived * no fault * unexpected",
+            ". * 2 * 1 * 1 * 0 * 1 * 0",
+            "tests: only tests that used faultline (its fixture, a marker or --faultline); "
+            "faults: faults injected",
+            "caught: expected failures (xfail) with at least one fault injected; survived: "
+            "passed with faults injected; no fault: passed or xfailed, but no fault fired",
+        ]
+    )

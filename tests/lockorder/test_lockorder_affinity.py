@@ -241,8 +241,8 @@ def test_thread_affinity_scenario_end_to_end(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=3, failed=1, errors=1)
     result.stdout.fnmatch_lines(
         [
-            "*thread_affinity: cannot find the type 'test_app:Nope' (module 'test_app' has no "
-            "'Nope')*",
+            "*ScenarioError: faultline scenario 'thread_affinity': cannot find the type "
+            "'test_app:Nope' (module 'test_app' has no 'Nope')*",
             "*ThreadAffinityError: raised in thread 'server-thread' while the test ran*",
             "*Server object is confined to thread 'MainThread' but thread 'server-thread' called "
             "its method 'process'. It was created at *test_app.py:*",

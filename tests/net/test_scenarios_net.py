@@ -361,7 +361,7 @@ def test_patches_are_restored_after_a_failing_test(project: pytest.Pytester) -> 
         (
             'faultline("partial_read", max_bytes=0)',
             "*ScenarioError: faultline scenario 'partial_read': short_reads(max_bytes) must be a "
-            "whole number >= 1, got 0",
+            "whole number >= 1, got 0 (in @pytest.mark.faultline on *)",
         ),
         (
             'faultline("truncated_message", after_bytes=5, peer="nowhere")',
@@ -375,7 +375,7 @@ def test_patches_are_restored_after_a_failing_test(project: pytest.Pytester) -> 
         (
             'faultline("disconnect_mid_recycle", at="demo.recycle", times=0)',
             "*ScenarioError: faultline scenario 'disconnect_mid_recycle': arm('demo.recycle'): "
-            "times must be a whole number >= 1 or None, got 0",
+            "times must be a whole number >= 1 or None, got 0 (in @pytest.mark.faultline on *)",
         ),
         (
             'faultline("timeout_mid_message")',

@@ -27,6 +27,7 @@ def assert_claim_survived(schedd, startd, claim) -> None:
 
 
 @pytest.mark.faultline("timeout_mid_message", after_bytes=COMMAND_BYTES)
+@pytest.mark.buggy_fails(raises=AssertionError)
 def test_payload_times_out_after_the_command(implementation, schedd_for, claim, faultline, caplog):
     caplog.set_level(logging.INFO)
     schedd = schedd_for(implementation, claim)
@@ -42,6 +43,7 @@ def test_payload_times_out_after_the_command(implementation, schedd_for, claim, 
     assert_claim_survived(schedd, startd, claim)
 
 
+@pytest.mark.buggy_fails(raises=AssertionError)
 def test_proxy_holds_the_payload(implementation, schedd_for, claim, faultline):
     schedd = schedd_for(implementation, claim)
     proxy = faultline.proxy(schedd.address)
@@ -58,6 +60,7 @@ def test_proxy_holds_the_payload(implementation, schedd_for, claim, faultline):
     assert_claim_survived(schedd, startd, claim)
 
 
+@pytest.mark.buggy_fails(raises=AssertionError)
 def test_proxy_cuts_the_claim_id_in_half(implementation, schedd_for, claim, faultline):
     schedd = schedd_for(implementation, claim)
     proxy = faultline.proxy(schedd.address)

@@ -9,10 +9,13 @@ import pytest
 from midas_cm_msg import buggy
 from midas_cm_msg.workload import torture
 
+from pytest_faultline import LockOrderError
+
 JOIN_S = 10.0
 
 
 @pytest.mark.faultline("lock_order")
+@pytest.mark.buggy_fails(raises=LockOrderError)
 def test_start_stop_takes_locks_in_one_order(implementation, programs, faultline):
     midas = implementation.Midas()
     result = torture(midas, programs[:5], crashes=lambda i: i == 2)

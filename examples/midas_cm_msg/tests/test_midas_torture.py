@@ -28,6 +28,7 @@ def stalls(faultline):
     faultline.arm("cm_exist.enumerated", actions.Delay(STALL_S), probability=0.02)
 
 
+@pytest.mark.buggy_fails(raises=AssertionError)
 def test_fifty_clients_start_and_stop(implementation, programs, faultline, stalls):
     midas = implementation.Midas(lock_timeout=LOCK_TIMEOUT_S)
     crashed = {i for i in range(len(programs)) if faultline.random.random() < 0.2}

@@ -26,6 +26,7 @@ def assert_nothing_stale(daemon, *clients) -> None:
     assert daemon.errors == [], f"the daemon crashed: {daemon.errors}"
 
 
+@pytest.mark.buggy_fails(raises=AssertionError)
 def test_cron_cleanup_runs_after_the_next_connection(
     implementation, daemon_for, connect, faultline
 ):
@@ -55,6 +56,7 @@ def test_cron_cleanup_runs_after_the_next_connection(
 
 
 @pytest.mark.faultline("disconnect_mid_recycle", at="proofd.recycle")
+@pytest.mark.buggy_fails(raises=AssertionError)
 def test_every_link_drops_mid_recycle(implementation, daemon_for, connect, faultline):
     """A link is being recycled when every connection drops, while a worker is about to send
     and the cron is late: no worker may write through a released response."""
@@ -86,6 +88,7 @@ def test_every_link_drops_mid_recycle(implementation, daemon_for, connect, fault
     assert alice.wait_until(lambda: alice.results), "alice's result was lost"
 
 
+@pytest.mark.buggy_fails(raises=AssertionError)
 def test_a_timed_out_clients_worker_finishes_later(implementation, daemon_for, connect, faultline):
     """The common crash: check_clients times alice out while her worker is busy; the worker
     sends her result after her link was recycled; she reconnects for it."""
@@ -111,6 +114,7 @@ def test_a_timed_out_clients_worker_finishes_later(implementation, daemon_for, c
 
 
 @pytest.mark.faultline("clock_jump", at="proofd.request", seconds=75)
+@pytest.mark.buggy_fails(raises=AssertionError)
 def test_a_reconnecting_client_keeps_its_cid(implementation, daemon_for, connect):
     """The clock jumps 75 s after alice's login: check_clients drops her; another connection
     of hers logs in right after; then she comes back with her cid."""
@@ -138,6 +142,7 @@ def reset_peer(proxy, alice) -> None:
 
 
 @pytest.mark.parametrize("drop", [down, reset_peer])
+@pytest.mark.buggy_fails(raises=AssertionError)
 def test_a_dropped_client_reconnects_to_its_session(
     implementation, daemon_for, connect, faultline, drop
 ):
@@ -205,6 +210,7 @@ def recycle_while_sending(module, root) -> list[str]:
 
 
 @pytest.mark.faultline("thread_preemption", runs=200)
+@pytest.mark.buggy_fails(raises=AssertionError)
 def test_recycle_is_safe_in_every_schedule(implementation, tmp_path):
     """The recycle of alice's link and her worker's send, in up to 200 interleavings: the
     buggy daemon's worker uses a released response in some of them; the fixed one in none."""

@@ -25,7 +25,7 @@ def clock_jump(faultline: Faultline, at: str, seconds: float) -> None:
     """Virtual time jumps forward by `seconds` the first time `at` is reached."""
     if isinstance(seconds, bool) or seconds <= 0:
         raise FaultlineError(
-            f"clock_jump: seconds must be a number > 0 (how far the clock jumps when {at!r} is "
+            f"seconds must be a number > 0 (how far the clock jumps when {at!r} is "
             f"reached), got {seconds!r}"
         )
     from ..cleanup.clock import ClockJump

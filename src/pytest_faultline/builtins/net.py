@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import FaultlineError, ScenarioError, TargetError
 from ..registry import scenario
 
 if TYPE_CHECKING:
     from ..controller import Faultline
-
-
-@contextmanager
-def _as_scenario_error(name: str) -> Iterator[None]:
-    # A bad value is a usage error of the marker: the plugin shows it without our internals.
-    try:
-        yield
-    except (ScenarioError, TargetError):
-        raise
-    except FaultlineError as exc:
-        raise ScenarioError(f"faultline scenario {name!r}: {exc}") from None
 
 
 @scenario("disconnect_mid_recycle")
@@ -35,11 +22,10 @@ def disconnect_mid_recycle(
     runs against dead connections, as after a client vanishing mid-recycle. `times` bounds how
     often it fires (the first `times` arrivals).
     """
-    with _as_scenario_error("disconnect_mid_recycle"):
-        faultline.sockets  # noqa: B018  - installs the socket layer so its connections can be dropped
-        from ..actions import Disconnect
+    faultline.sockets  # noqa: B018  - installs the socket layer so its connections can be dropped
+    from ..actions import Disconnect
 
-        faultline.arm(at, Disconnect(), times=times)
+    faultline.arm(at, Disconnect(), times=times)
 
 
 @scenario("partial_read")
@@ -50,8 +36,7 @@ def partial_read(faultline: Faultline, max_bytes: int = 1, peer: str | None = No
     until it has the bytes it needs is unaffected. `peer` ('host:port') limits the fault to
     connections to that address.
     """
-    with _as_scenario_error("partial_read"):
-        faultline.sockets.short_reads(max_bytes, peer=peer)
+    faultline.sockets.short_reads(max_bytes, peer=peer)
 
 
 @scenario("timeout_mid_message")
@@ -61,12 +46,10 @@ def timeout_mid_message(faultline: Faultline, after_bytes: int, peer: str | None
     A socket with a timeout raises ``TimeoutError`` after it; one without a timeout is ended by
     faultline's stall bound (10 s) with a ``TimeoutError`` that says so.
     """
-    with _as_scenario_error("timeout_mid_message"):
-        faultline.sockets.stall_after(after_bytes, peer=peer)
+    faultline.sockets.stall_after(after_bytes, peer=peer)
 
 
 @scenario("truncated_message")
 def truncated_message(faultline: Faultline, after_bytes: int, peer: str | None = None) -> None:
     """The peer closes the connection after `after_bytes`: reads return EOF mid-message."""
-    with _as_scenario_error("truncated_message"):
-        faultline.sockets.close_after(after_bytes, peer=peer)
+    faultline.sockets.close_after(after_bytes, peer=peer)

@@ -32,9 +32,15 @@ def thread_preemption(
     (exhaustive at the `preempt` granularity, at most `max_preemptions` preemptions per
     schedule).
     """
-    from ..errors import ScenarioError
+    from ..errors import FaultlineError, ScenarioError
     from ..exploring import ExploreOptions
     from ..sched import install_thread_preemption
+
+    if faultline.body_started:
+        raise FaultlineError(
+            "this re-runs the test body, which is running already: apply it with the marker "
+            "(or --faultline), or call faultline.explore(fn, ...) on the part to re-run"
+        )
 
     options = ExploreOptions.build(
         where="faultline scenario 'thread_preemption'",

@@ -144,7 +144,7 @@ class Clock:
         local_offset = _dt.datetime.now().astimezone().utcoffset() or _dt.timedelta(0)
         self._offset = local_offset
         if start is None:
-            start = _dt.datetime.now(_dt.timezone.utc)
+            start = _dt.datetime.now(_dt.UTC)
         utc = self._to_utc(start)
         freezer = freezegun_api.freeze_time(
             utc,
@@ -191,7 +191,7 @@ class Clock:
             )
         if moment.tzinfo is None:  # naive means local time, as datetime.now() gives it
             return moment - self._offset
-        return moment.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+        return moment.astimezone(_dt.UTC).replace(tzinfo=None)
 
     # -- moving ----------------------------------------------------------------------------------
 

@@ -246,6 +246,7 @@ class HTTPServer:
         finally:
             if self._stopping:
                 self._close_all()
+            _raw.forget_dummy_thread()  # a raw thread: leave threading.enumerate() (3.11, 3.12)
             self._loop_finished.set()
 
     def _serve(self, conn: _Conn, mask: int) -> None:
@@ -603,6 +604,7 @@ class HTTPServer:
                 self._done.append((conn, response, request.method == "HEAD"))
                 self._wake()
         finally:
+            _raw.forget_dummy_thread()
             finished.set()
 
     def _next_job(self) -> tuple[_Conn, Request] | None:

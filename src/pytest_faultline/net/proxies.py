@@ -30,12 +30,21 @@ if TYPE_CHECKING:
     from .protocol import Chooser
     from .toxiproxy import ToxiproxyClient
 
-__all__ = ["DEFAULT_TOXIPROXY_URL", "ProxyPool", "make_proxy"]
+__all__ = ["DEFAULT_TOXIPROXY_URL", "ProxyPool", "forget_unreachable", "make_proxy"]
 
 DEFAULT_TOXIPROXY_URL = "http://127.0.0.1:8474"
 _REMOTE_NAMES = itertools.count(1)
 PROXIES: ServiceKey[ProxyPool] = ServiceKey("proxies")
 NAME_ATTEMPTS = 100
+# Toxiproxy URLs found unreachable in this session, with the error: the next test is told at
+# once instead of waiting for another request timeout (10 s on a host that drops packets).
+# The plugin clears it when a session starts.
+_UNREACHABLE: dict[str, str] = {}
+
+
+def forget_unreachable() -> None:
+    """Forget which Toxiproxy servers were unreachable (a new session tries them again)."""
+    _UNREACHABLE.clear()
 
 
 def make_proxy(
@@ -95,7 +104,10 @@ class ProxyPool:
     def _create_remote(self, name: str, address: tuple[str, int], *, generated: bool) -> Any:
         from .toxiproxy import ToxiproxyUnreachable
 
+        known = _UNREACHABLE.get(self.url)
         try:
+            if known is not None:
+                raise ToxiproxyUnreachable(f"{known} (found unreachable earlier in this session)")
             for _ in range(NAME_ATTEMPTS):
                 try:
                     return self._remote().create_proxy(name, address, record=self.faultline.record)
@@ -109,6 +121,7 @@ class ProxyPool:
                 f"Toxiproxy server at {self.url}; give the proxy a name="
             )
         except ToxiproxyUnreachable as exc:
+            _UNREACHABLE.setdefault(self.url, str(exc))
             if self.faultline.settings.toxiproxy_skip_unavailable:
                 import pytest
 

@@ -292,7 +292,7 @@ class ProxyLoop:
         try:
             self._run()
         finally:
-            _forget_dummy_thread(self._ident)
+            _raw.forget_dummy_thread()
             self._finished.set()
 
     def _run(self) -> None:
@@ -755,16 +755,6 @@ class ProxyLoop:
         for sock in (self._wake_r, self._wake_w):
             close_quietly(sock)
         self._sel.close()
-
-
-def _forget_dummy_thread(ident: int) -> None:
-    # Naming the raw thread made threading register a _DummyThread for it, which Python < 3.13
-    # never removes: the ended proxy would stay in threading.enumerate() (a leaked thread, to
-    # a test that counts them) until its ident is reused.
-    import threading
-
-    with suppress(Exception), threading._active_limbo_lock:  # type: ignore[attr-defined]
-        threading._active.pop(ident, None)  # type: ignore[attr-defined]
 
 
 def describe_attributes(state: ToxicState) -> str:

@@ -375,14 +375,7 @@ def _raise_site(exc: BaseException) -> str:
 
 def attach(exc: BaseException, text: str) -> None:
     """Attach ``text`` to the exception's notes (shown under the traceback by pytest)."""
-    if sys.version_info >= (3, 11):
-        exc.add_note(text)
-    else:  # pragma: no cover - 3.10: pytest shows __notes__ through exceptiongroup
-        notes = getattr(exc, "__notes__", None)
-        if not isinstance(notes, list):
-            notes = []
-            exc.__notes__ = notes  # type: ignore[attr-defined]
-        notes.append(text)
+    exc.add_note(text)
 
 
 def test_namespace(faultline: FaultContext) -> dict[str, Any] | None:

@@ -112,7 +112,7 @@ class LineHook:
             ctx[0].point(ctx[1], op, None, site=site)
         return None
 
-    # -- sys.settrace (3.10, 3.11): per thread ------------------------------------------------
+    # -- sys.settrace (3.11): per thread ------------------------------------------------------
 
     def thread_enter(self) -> None:
         if USE_MONITORING:
