@@ -376,7 +376,8 @@ def test_a_tracked_lock_behaves_like_a_lock() -> None:
 
 
 def test_a_layer_patching_on_top_keeps_locks_tracked_through_rechain() -> None:
-    from pytest_faultline.lockorder._tracked import TrackedLock, rechain
+    from pytest_faultline._sites import rechain
+    from pytest_faultline.lockorder._tracked import TrackedLock
 
     class StandIn:  # what a scheduler installs per run, on top of the watcher
         made = 0

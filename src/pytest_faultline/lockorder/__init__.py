@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._context import EventKind, ServiceKey
 from ..errors import LockOrderError, ScenarioError, ThreadAffinityError
-from ._tracked import rechain
+from .._sites import rechain
 from ._verdict import verdict
 from .affinity import Affinity, resolve_type
 from .graph import Edge, Inversion, TryLock

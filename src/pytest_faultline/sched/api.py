@@ -33,7 +33,6 @@ from .explore import (
 )
 from .integration import active_clock
 from .lines import module_files
-from .patches import restore_originals
 from .strategies import Strategy, TokenReplay, make_strategy, preemptions
 
 if TYPE_CHECKING:
@@ -66,7 +65,6 @@ def _own_namespace(fn: Callable[[], object]) -> dict[str, Any] | None:
 def _prepare(faultline: FaultContext) -> None:
     def setup(fl: FaultContext) -> bool:
         fl.add_handler("preempt", preempt_handler)
-        fl.undo.push(restore_originals, "restore threading/time/queue after the scheduler")
         return True
 
     faultline.service(SCHED_SETUP, setup)

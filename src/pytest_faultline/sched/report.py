@@ -3,7 +3,10 @@ the swimlane of the last steps of a failing schedule."""
 
 from __future__ import annotations
 
+import inspect
+import linecache
 import os
+import re
 import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -22,7 +25,7 @@ from .runtime import (
 if TYPE_CHECKING:
     from types import FrameType
 
-__all__ = ["deadlock_message", "stall_message", "swimlane"]
+__all__ = ["describe_blocking", "deadlock_message", "stall_message", "swimlane"]
 
 SWIMLANE_STEPS = 24
 COLUMN_MAX = 52
@@ -165,10 +168,48 @@ def stall_message(sched: Scheduler) -> str:
         f"is blocked outside the scheduler's control (a lock, queue or executor created before "
         f"the run or imported as 'from threading import Lock' elsewhere, real I/O, C code, or a "
         f"busy loop without scheduling points). The run was stopped instead of hanging.",
-        "stacks:",
     ]
+    for t in sched.threads:
+        if t.evicted:
+            lines.append(f"  {t.title} is blocked at {t.site} on {t.evicted}")
+    lines.append("stacks:")
     lines.extend(_stacks(sched, sched.threads))
     return "\n".join(lines)
+
+
+_NAME = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*")
+
+
+def _lookup(frame: FrameType, dotted: str) -> object:
+    head, *rest = dotted.split(".")
+    if head in frame.f_locals:
+        value = frame.f_locals[head]
+    elif head in frame.f_globals:
+        value = frame.f_globals[head]
+    else:
+        raise LookupError(head)
+    for part in rest:
+        value = inspect.getattr_static(value, part)  # no property or __getattr__ runs here
+    return value
+
+
+def describe_blocking(frame: FrameType) -> str:
+    """What a thread sitting in a call the scheduler cannot see is blocked on, named from the
+    source line of ``frame``: ``acquire REAL (a lock the scheduler does not manage, mod.REAL)``."""
+    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+    module = frame.f_globals.get("__name__", "?")
+    for dotted in _NAME.findall(line):
+        try:
+            value = _lookup(frame, dotted)
+        except (LookupError, AttributeError):
+            continue
+        if getattr(type(value), "__module__", "").startswith("pytest_faultline"):
+            continue
+        if callable(getattr(value, "acquire", None)) or callable(getattr(value, "wait", None)):
+            kind = f"{type(value).__module__}.{type(value).__qualname__}"
+            where = f"{module}.{dotted}" if dotted in frame.f_globals else dotted
+            return f"{dotted} ({kind}, not managed by the scheduler: {where})"
+    return line[:60] or "a call the scheduler cannot see"
 
 
 def _fit(text: str, width: int) -> str:

@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
 
@@ -31,12 +31,19 @@ if TYPE_CHECKING:
 __all__ = ["Abort", "Scheduler", "Strategy", "ThreadRecord", "current"]
 
 READY, BLOCKED, OUTSIDE, DONE = "ready", "blocked", "outside", "done"
+# A thread whose run was stopped: Abort was raised in it once, and from then on it runs as an
+# ordinary thread (real locks, real waits) so that its ``finally`` blocks and ``with`` exits run.
+UNWINDING = "unwinding"
+# A thread that held the baton but sat in a call the scheduler cannot see (a lock created before
+# the run, C code) for this long is moved outside, as a blocking socket call is, so the others run.
+EVICT_AFTER_S = 0.005
 DEADLOCK_GRACE_S = 0.002  # real time given to unmanaged threads before "all blocked" is final
 FOREIGN_POLL_S = 0.0005
 FOREIGN_GRACE_S = 0.1  # when threads outside the run touched managed primitives
 TRACE_STEPS = 200
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PKG_PREFIX = _PKG_DIR + os.sep
 _INTERNAL_FILES = {
     os.path.abspath(str(threading.__file__)),
     os.path.abspath(str(__import__("queue").__file__)),
@@ -131,6 +138,7 @@ class ThreadRecord:
     site: str = "?"
     entered: bool = False
     noted: tuple[str, str] = ("", "")
+    evicted: str = ""  # what the supervisor saw it blocked in, when it moved it outside
 
     @property
     def label(self) -> str:
@@ -175,7 +183,7 @@ def current() -> tuple[Scheduler, ThreadRecord] | None:
     if sched is None:
         return None
     rec = sched.by_ident.get(_raw.get_ident())
-    if rec is None or rec.state == DONE:
+    if rec is None or rec.state is DONE or rec.state is UNWINDING:
         return None
     return sched, rec
 
@@ -279,7 +287,28 @@ class Scheduler:
         gate.acquire()
         rec = ThreadRecord(index=len(self.threads), thread=thread, gate=gate)
         self.threads.append(rec)
+        if self.aborted:
+            # The abort (Ctrl-C, a failure elsewhere) may have opened the gates before this
+            # thread was listed: open its own, so it unwinds instead of waiting forever.
+            with contextlib.suppress(RuntimeError):
+                gate.release()
         return rec
+
+    def run_managed(self, rec: ThreadRecord, target: Callable[[], object]) -> None:
+        """The body of a managed thread: wait for the baton, run ``target``, hand the baton on."""
+        exc: BaseException | None = None
+        hook = self.line_hook
+        try:
+            self.enter(rec)
+            if hook is not None:
+                hook.thread_enter()
+            target()
+        except BaseException as caught:
+            exc = caught
+        finally:
+            if hook is not None:
+                hook.thread_exit()
+            self.exit(rec, exc)
 
     def record_of(self, thread: threading.Thread) -> ThreadRecord | None:
         for rec in self.threads:
@@ -296,6 +325,9 @@ class Scheduler:
 
     def exit(self, rec: ThreadRecord, exc: BaseException | None) -> None:
         """Called last thing in a managed thread: hand the baton on."""
+        if rec.evicted and not self.aborted:
+            with contextlib.suppress(Abort):
+                self._back(rec)
         if exc is not None and not isinstance(exc, (Abort, SystemExit)) and not self.aborted:
             # (After an abort, errors are consequences of the unwinding, not failures.)
             self.fail(exc, rec)
@@ -319,6 +351,8 @@ class Scheduler:
         self, me: ThreadRecord, op: str, resource: object = None, site: str | None = None
     ) -> None:
         """A scheduling point in ``me`` (which holds the baton): maybe switch to another thread."""
+        if me.evicted:
+            self._back(me)
         if site is None:
             site = site_of(user_frame(3))
         self._note(me, op if resource is None else f"{op} {resource_name(resource)}", site)
@@ -326,6 +360,8 @@ class Scheduler:
 
     def preempt(self, me: ThreadRecord) -> None:
         """Force a switch to another runnable thread, if there is one (the Preempt action)."""
+        if me.evicted:
+            self._back(me)
         self._note(me, "preempt", site_of(user_frame(3)))
         self._schedule(me, force_other=True)
 
@@ -338,6 +374,8 @@ class Scheduler:
         timeout: float | None,
     ) -> bool:
         """Wait until ``pred()`` holds or ``timeout`` virtual seconds pass; True if it holds."""
+        if me.evicted:
+            self._back(me)
         me.state = BLOCKED
         me.pred = pred
         me.deadline = None if timeout is None else self.vtime + max(timeout, 0.0)
@@ -360,17 +398,54 @@ class Scheduler:
     def leave(self, me: ThreadRecord, op: str) -> None:
         """``me`` is about to block in a call the scheduler cannot see (a socket, select):
         let the other threads run meanwhile."""
+        if me.evicted:
+            self._back(me)
         self._note(me, op, site_of(user_frame(3)))
         me.state = OUTSIDE
         me.op = op
         self._schedule(me)
 
+    @contextlib.contextmanager
+    def outside(self, me: ThreadRecord, op: str) -> Iterator[None]:
+        """Run the body outside the scheduler (a call it cannot see into), then rejoin."""
+        self.leave(me, op)
+        try:
+            yield
+        finally:
+            self.rejoin(me)
+
+    def _back(self, me: ThreadRecord) -> None:
+        """``me`` was moved outside while in a call the scheduler cannot see, and has come back
+        to a scheduling point: wait for the baton before going on."""
+        self.rejoin(me)
+
+    def evict(self, me: ThreadRecord, what: str) -> bool:
+        """(The supervisor) ``me`` holds the baton but has sat in a call the scheduler cannot see
+        for ``EVICT_AFTER_S``: move it outside and let another thread run."""
+        with self._baton:
+            if self.aborted or self.current is not me or me.state != READY:
+                return False
+            me.state = OUTSIDE
+            me.evicted = what
+            self.trace.append(Step(self.steps, me.index, f"{what} (blocked)", me.site))
+            ready = [t for t in self._ready() if t is not me]
+            if not ready:
+                self.current = None  # the first thread to come back takes the baton
+                return True
+            nxt = ready[0]
+            self.current = nxt
+            self.progress += 1
+        nxt.gate.release()
+        return True
+
     def rejoin(self, me: ThreadRecord) -> None:
         """``me`` is back from outside: wait for the baton (or take it if nobody holds it)."""
         self.progress += 1
+        me.evicted = ""
         with self._baton:
             me.state = READY
             if self.aborted:
+                me.state = UNWINDING
                 raise Abort
             if self.current is None:
                 self.current = me
@@ -385,7 +460,7 @@ class Scheduler:
 
     def _note(self, me: ThreadRecord, op: str, site: str) -> None:
         if self.aborted:
-            raise Abort  # unwinding threads do not schedule, and do not clutter the trace
+            self._unwind(me)
         self.steps += 1
         me.site = site
         me.noted = (op, site)
@@ -408,12 +483,19 @@ class Scheduler:
                 out.append(t)
         return out
 
+    def _unwind(self, me: ThreadRecord) -> NoReturn:
+        """The run was stopped: raise Abort in ``me``, once; from then on it is an ordinary
+        thread (``current()`` no longer finds it), so its cleanup runs with real primitives."""
+        if me.state != DONE:
+            me.state = UNWINDING
+        raise Abort
+
     def _schedule(self, me: ThreadRecord, *, force_other: bool = False) -> None:
         if self.aborted:
-            raise Abort
+            self._unwind(me)
         self.progress += 1
         if self.progress > self.max_steps:
-            self._too_many_steps()
+            self._too_many_steps(me)
         ready = self._ready()
         if not ready:
             ready = self._stuck(me)
@@ -445,7 +527,7 @@ class Scheduler:
         me.gate.acquire()
         if self.aborted:
             me.gate.release()  # stays open: every later wait of this thread returns at once
-            raise Abort
+            self._unwind(me)
 
     def _stuck(self, me: ThreadRecord) -> list[ThreadRecord]:
         """No thread can run: advance virtual time, wait for unmanaged threads, or fail."""
@@ -463,10 +545,10 @@ class Scheduler:
                 if ready:
                     return ready
             if self.aborted:
-                raise Abort
+                self._unwind(me)
             body_done = self.threads[0].state == DONE
             if body_done and not self.foreign:
-                self._abandon()
+                self._abandon(me)
             if any(t.state == OUTSIDE for t in self.threads):
                 # A thread is in a call the scheduler cannot see (real I/O): free the baton; the
                 # first thread to come back takes it.
@@ -480,23 +562,23 @@ class Scheduler:
                 grace_end = _raw.monotonic() + self._grace()
             if _raw.monotonic() >= grace_end:
                 if body_done:
-                    self._abandon()
+                    self._abandon(me)
                 from .report import deadlock_message
 
                 self.fail(DeadlockError(deadlock_message(self, me)), me)
-                raise Abort
+                self._unwind(me)
             # An unmanaged thread may release what a managed one waits for: poll in real time.
             _raw.sleep(FOREIGN_POLL_S)
             ready = self._ready()
             if ready:
                 return ready
 
-    def _abandon(self) -> NoReturn:
+    def _abandon(self, me: ThreadRecord) -> NoReturn:
         """The body returned and what is left waits forever (workers nobody stopped): unwind
         them; the run passes."""
         self.abandoned = [t for t in self.threads if t.state != DONE]
         self._abort()
-        raise Abort
+        self._unwind(me)
 
     def _grace(self) -> float:
         """Real seconds to wait before "every managed thread is blocked" is a deadlock."""
@@ -509,9 +591,9 @@ class Scheduler:
                 return self.stall_timeout  # a thread outside the run holds it: wait for it
         return FOREIGN_GRACE_S
 
-    def _too_many_steps(self) -> None:
+    def _too_many_steps(self, me: ThreadRecord) -> None:
         if self.threads[0].state == DONE:
-            self._abandon()
+            self._abandon(me)
         self.fail(
             FaultlineError(
                 f"the run did not finish within {self.max_steps} scheduling steps: a livelock, an "
@@ -519,7 +601,7 @@ class Scheduler:
             ),
             self.current,
         )
-        raise Abort
+        self._unwind(me)
 
     # -- ending a run ----------------------------------------------------------------------------
 
