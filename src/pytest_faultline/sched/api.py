@@ -133,7 +133,8 @@ class _Session:
         self.run_options = RunOptions(
             line_files=files,
             namespaces=_namespaces(
-                list(options.modules), [*(self.namespaces or []), _own_namespace(self.fn)]
+                [*options.modules, *options.rebind],
+                [*(self.namespaces or []), _own_namespace(self.fn)],
             ),
             stall_timeout=float(options.stall_timeout),
             max_steps=options.max_steps,
