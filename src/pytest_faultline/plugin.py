@@ -13,7 +13,7 @@ from .fixtures import CONTROLLER_KEY, LIVE, TOKENS_KEY, faultline
 from .net.fixtures import fault_proxy
 from .registry import REGISTRY
 from .report import JsonReport, SessionReport, TokenCache, format_section, test_record
-from .settings import MARKER_LINE, SETTINGS_KEY, Settings, add_options, resolve_settings
+from .settings import CACHE_CLEAR_OPTION, MARKER_LINE, SETTINGS_KEY, Settings, add_options, resolve_settings
 
 __all__ = ["fault_proxy", "faultline"]
 del builtins  # imported for its side effect: the built-in scenarios register before conftests
@@ -86,6 +86,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"faultline: replaying token {settings.replay.encode()}")
     if settings.scenarios:
         lines.append(f"faultline: scenarios for every test: {', '.join(settings.scenarios)}")
+    cached = config.stash[TOKENS_KEY].tokens
+    if cached and settings.replay is None:
+        lines.append(
+            f"faultline: replaying the cached token of {len(cached)} earlier failing test(s) "
+            f"first ({CACHE_CLEAR_OPTION} forgets them)"
+        )
     return lines
 
 
