@@ -87,9 +87,11 @@ def snapshot() -> Snapshot:
 def leaked(before: Snapshot) -> list[str]:
     """The names whose object is not the one recorded in ``before``."""
     now = snapshot()
-    return [key for key, (_, _, value) in before.items() if now[key][2] is not value and not (
-        isinstance(value, str) and now[key][2] == value
-    )]
+    return [
+        key
+        for key, (_, _, value) in before.items()
+        if now[key][2] is not value and not (isinstance(value, str) and now[key][2] == value)
+    ]
 
 
 def restore(before: Snapshot, keys: list[str]) -> None:

@@ -13,7 +13,14 @@ from .fixtures import CONTROLLER_KEY, LIVE, TOKENS_KEY, faultline
 from .net.fixtures import fault_proxy
 from .registry import REGISTRY
 from .report import JsonReport, SessionReport, TokenCache, format_section, test_record
-from .settings import CACHE_CLEAR_OPTION, MARKER_LINE, SETTINGS_KEY, Settings, add_options, resolve_settings
+from .settings import (
+    CACHE_CLEAR_OPTION,
+    MARKER_LINE,
+    SETTINGS_KEY,
+    Settings,
+    add_options,
+    resolve_settings,
+)
 
 __all__ = ["fault_proxy", "faultline"]
 del builtins  # imported for its side effect: the built-in scenarios register before conftests
@@ -55,6 +62,9 @@ def pytest_configure(config: pytest.Config) -> None:
     shared = getattr(config, "workerinput", {}).get("faultline_seed")
     settings = resolve_settings(config, shared_seed=shared)
     config.stash[SETTINGS_KEY] = settings
+    from . import _sites  # light: report sites relative to the rootdir
+
+    _sites.set_root(str(config.rootpath))
     config.hook.pytest_faultline_scenarios.call_historic(kwargs={"registry": REGISTRY})
     tokens = TokenCache(config, clear=settings.cache_clear)
     config.stash[TOKENS_KEY] = tokens

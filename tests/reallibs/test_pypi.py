@@ -117,7 +117,7 @@ def _memoized_calls(faultline: Faultline, *, condition: bool) -> list[int]:
         lock = threading.Lock()
         cond = threading.Condition(lock) if condition else None
 
-        @cachetools.cached(cachetools.LRUCache(maxsize=8), lock=lock, condition=cond)
+        @cachetools.cached(cachetools.LRUCache(maxsize=8), lock=lock, condition=cond)  # type: ignore[untyped-decorator,misc,unused-ignore]
         def expensive(key: str) -> str:
             calls[0] += 1
             time.sleep(0.1)  # a slow computation (virtual time)
@@ -217,7 +217,8 @@ def test_pybreaker_opens_after_fail_max_and_recovers(faultline: Faultline) -> No
 
         _both(call)
         # The second failure trips the breaker (that call raises CircuitBreakerError).
-        assert outcomes.count("failed") == 1 and outcomes.count("open") == 3, outcomes
+        assert outcomes.count("failed") == 1, outcomes
+        assert outcomes.count("open") == 3, outcomes
         assert breaker.current_state == "open"
         time.sleep(31)
         assert breaker.call(lambda: "up") == "up"
@@ -238,7 +239,7 @@ def test_tenacity_retries_in_two_threads_in_virtual_time(faultline: Faultline) -
         elapsed: list[float] = []
         lock = threading.Lock()
 
-        @tenacity.retry(
+        @tenacity.retry(  # type: ignore[untyped-decorator,misc,unused-ignore]
             stop=tenacity.stop_after_attempt(5),
             wait=tenacity.wait_fixed(10),
             retry=tenacity.retry_if_exception_type(ConnectionError),
@@ -272,7 +273,7 @@ def test_janus_queue_between_a_thread_and_a_task(faultline: Faultline) -> None:
 
     def body() -> None:
         async def main() -> list[int]:
-            q: janus.Queue[int] = janus.Queue()
+            q = janus.Queue()
 
             def produce() -> None:
                 for i in range(3):

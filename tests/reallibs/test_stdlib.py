@@ -26,7 +26,8 @@ RUNS = 200
 def fresh_import(name: str) -> ModuleType:
     """A new copy of module ``name``, executed now (inside the run), as a first import is."""
     spec = importlib.util.find_spec(name)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

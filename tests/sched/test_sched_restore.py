@@ -69,7 +69,8 @@ def test_patches_nest_with_the_clock_and_lock_order(faultline: Faultline) -> Non
     assert faultline.explore(body, runs=2).passed
     # The run put back the watcher's factory and the clock's function, not the import-time ones.
     assert (threading.Lock, time.monotonic) == during
-    assert watcher is not None and clock is not None
+    assert watcher is not None
+    assert clock is not None
     assert threading.Lock is not before[0]
     assert socket.socket.recv is before[3]
     assert "recv" not in vars(socket.socket)  # inherited from _socket.socket: nothing left behind

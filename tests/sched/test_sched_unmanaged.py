@@ -118,7 +118,8 @@ def test_a_deadlock_unwinds_through_with_blocks(faultline: Faultline) -> None:
 
     result = faultline.explore(body, runs=200, strategy="random", raises=False)
     assert isinstance(result.failure, DeadlockError)
-    assert made and not any(lock.locked() for lock in made)
+    assert made
+    assert not any(lock.locked() for lock in made)
 
 
 def test_a_thread_registering_after_the_abort_does_not_wait_on_its_gate() -> None:

@@ -42,7 +42,8 @@ def test_a_name_imported_from_time_reads_virtual_time(faultline: Faultline) -> N
         seen.append(waited())
 
     assert faultline.explore(body, runs=2).passed
-    assert seen and seen == [pytest.approx(3600.0)] * len(seen)
+    assert seen
+    assert seen == [pytest.approx(3600.0)] * len(seen)
     assert bound_monotonic is time.monotonic  # put back after the runs
 
 
@@ -78,7 +79,9 @@ def test_modules_named_in_rebind_are_reached(faultline: Faultline) -> None:
 
 
 def test_rebind_names_an_unknown_module_clearly(faultline: Faultline) -> None:
-    with pytest.raises(FaultlineError, match=r"cannot import module 'no_such_mod' named in rebind="):
+    with pytest.raises(
+        FaultlineError, match=r"cannot import module 'no_such_mod' named in rebind="
+    ):
         faultline.explore(lambda: None, rebind=["no_such_mod"])
     with pytest.raises(FaultlineError, match=r"rebind must be a list of module names"):
         faultline.explore(lambda: None, rebind="cachetools")

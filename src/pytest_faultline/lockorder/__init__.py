@@ -11,8 +11,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .._context import EventKind, ServiceKey
-from ..errors import LockOrderError, ScenarioError, ThreadAffinityError
 from .._sites import rechain
+from ..errors import LockOrderError, ScenarioError, ThreadAffinityError
 from ._verdict import verdict
 from .affinity import Affinity, resolve_type
 from .graph import Edge, Inversion, TryLock

@@ -17,8 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .. import _sites
 from .._sites import RECHAIN
-from . import _sites
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -217,7 +217,7 @@ class TrackedLock:
     @property
     def name(self) -> str:
         """The lock's class name and, when its class has several locks, which one it is."""
-        return f"{self.lock_class.name}#{self.ordinal}"
+        return _sites.lock_name(self.lock_class.name, self.lock_class.kind, self.ordinal)
 
     def acquired_stack(self) -> tuple[_sites.Frame, ...]:
         """Where the current holder took this lock (empty when it is not held)."""

@@ -63,6 +63,8 @@ def _describe_fingerprint(values: list[Choice]) -> str:
     if len(values) > 1 and values[1] != _crc(""):
         text += ", other modules" if preempt != "sync" else ""
     return text
+
+
 SCHED_CLOCK: ServiceKey[bool] = ServiceKey("sched.clock")
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import _points, _raw
+from .._sites import relative
 from ..decider import Decider, derive_seed
 from ..errors import DeadlockError, FaultlineError
 from ..exploring import DEFAULT_MAX_STEPS, DEFAULT_STALL_S
@@ -181,10 +182,9 @@ def _supervise(sched: Scheduler) -> None:
         if holder is not None and holder.entered and holder.state == runtime.READY:
             where = _blocked_in(sched, holder)
             if where is not None:
-                if seen == where[1:]:
-                    if sched.evict(holder, where[0]):
-                        last, since, seen = sched.progress, now, ()
-                        continue
+                if seen == where[1:] and sched.evict(holder, where[0]):
+                    last, since, seen = sched.progress, now, ()
+                    continue
                 seen = where[1:]
         if now - since > sched.stall_timeout:
             stuck = sched.current
@@ -372,7 +372,7 @@ def _raise_site(exc: BaseException) -> str:
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if not runtime.is_internal(filename):
-            site = f"{os.path.basename(filename)}:{tb.tb_lineno}"
+            site = f"{relative(filename)}:{tb.tb_lineno}"
         tb = tb.tb_next
     return site
 

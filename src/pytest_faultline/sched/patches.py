@@ -202,7 +202,9 @@ class PatchSet:
         namespace[name] = value
         self._undo.append(lambda: namespace.__setitem__(name, old))
 
-    def _stand_in(self, replacements: dict[int, Any], owner: ModuleType, name: str, new: Any) -> Any:
+    def _stand_in(
+        self, replacements: dict[int, Any], owner: ModuleType, name: str, new: Any
+    ) -> Any:
         current_value = getattr(owner, name)
         replacements[id(current_value)] = new
         pristine = _PRISTINE.get((owner, name))
@@ -221,7 +223,9 @@ class PatchSet:
             self._stand_in(replacements, time, "sleep", _make_sleep(time.sleep))
             for module, name, managed, scale in _CLOCK_PATCHES:
                 previous = getattr(module, name)
-                self._stand_in(replacements, module, name, _clock_function(managed, previous, scale))
+                self._stand_in(
+                    replacements, module, name, _clock_function(managed, previous, scale)
+                )
             # queue.Queue computes its timeouts with its own ``from time import monotonic``.
             queue_time = getattr(queue, "time", None)
             if queue_time is not None and id(queue_time) in replacements:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import inspect
 import linecache
-import os
 import re
 import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from .._sites import relative
 from .runtime import (
     BLOCKED,
     DONE,
@@ -25,10 +25,11 @@ from .runtime import (
 if TYPE_CHECKING:
     from types import FrameType
 
-__all__ = ["describe_blocking", "deadlock_message", "stall_message", "swimlane"]
+__all__ = ["deadlock_message", "describe_blocking", "stall_message", "swimlane"]
 
 SWIMLANE_STEPS = 24
-COLUMN_MAX = 52
+PREEMPTED = " >> preempted"
+COLUMN_MAX = 72
 STACK_LINES = 8
 
 
@@ -86,7 +87,7 @@ def _stack(frame: FrameType | None) -> list[str]:
     summary = [fs for fs in traceback.extract_stack(frame) if not is_internal(fs.filename)]
     lines = []
     for fs in summary[-STACK_LINES:]:
-        where = f"{os.path.basename(fs.filename)}:{fs.lineno} in {fs.name}"
+        where = f"{relative(fs.filename)}:{fs.lineno} in {fs.name}"
         lines.append(f"      {where}" + (f": {fs.line.strip()}" if fs.line else ""))
     return lines or ["      (only pytest-faultline frames)"]
 
@@ -222,7 +223,10 @@ def swimlane(sched: Scheduler, steps: int = SWIMLANE_STEPS) -> str:
     if not trace:
         return "(no scheduling points)"
     threads = sorted({s.thread for s in trace})
-    cells = {s.number: f"{s.site} {s.op}" for s in trace}
+    cells = {
+        s.number: f"{s.site} {s.op}" + (PREEMPTED if s.number in sched.preempted_at else "")
+        for s in trace
+    }
     width = {
         t: min(
             COLUMN_MAX,
@@ -247,4 +251,6 @@ def swimlane(sched: Scheduler, steps: int = SWIMLANE_STEPS) -> str:
     total = sched.steps
     if total > len(trace):
         rows.insert(0, f"  last {len(trace)} of {total} scheduling points:")
+    if any(s.number in sched.preempted_at for s in trace):
+        rows.append(f"  ({PREEMPTED.strip()}: the scheduler switched to another thread there)")
     return "\n".join(rows)

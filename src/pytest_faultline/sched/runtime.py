@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
 
-from .. import _raw
+from .. import _raw, _sites
 from ..errors import DeadlockError, FaultlineError
 
 if TYPE_CHECKING:
@@ -37,51 +37,17 @@ UNWINDING = "unwinding"
 # A thread that held the baton but sat in a call the scheduler cannot see (a lock created before
 # the run, C code) for this long is moved outside, as a blocking socket call is, so the others run.
 EVICT_AFTER_S = 0.005
+BLOCKING_OPS = frozenset({"acquire", "join"})  # shown as "acquire (blocked)" when they wait
 DEADLOCK_GRACE_S = 0.002  # real time given to unmanaged threads before "all blocked" is final
 FOREIGN_POLL_S = 0.0005
 FOREIGN_GRACE_S = 0.1  # when threads outside the run touched managed primitives
 TRACE_STEPS = 200
 
-_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PKG_PREFIX = _PKG_DIR + os.sep
-_INTERNAL_FILES = {
-    os.path.abspath(str(threading.__file__)),
-    os.path.abspath(str(__import__("queue").__file__)),
-}
-
-
-_internal_cache: dict[str, bool] = {}
-
-
-def is_internal(filename: str) -> bool:
-    """Frames of pytest-faultline, ``threading``, ``queue`` and futures (not the user's)."""
-    known = _internal_cache.get(filename)
-    if known is None:
-        path = os.path.abspath(filename)
-        known = (
-            path.startswith(_PKG_DIR)
-            or path in _INTERNAL_FILES
-            or ("concurrent" + os.sep + "futures" in path)
-        )
-        _internal_cache[filename] = known
-    return known
-
-
-def user_frame(depth: int = 2) -> FrameType | None:
-    """The innermost frame outside pytest-faultline, ``threading``, ``queue`` and futures."""
-    try:
-        frame: FrameType | None = sys._getframe(depth)
-    except ValueError:
-        return None
-    while frame is not None and is_internal(frame.f_code.co_filename):
-        frame = frame.f_back
-    return frame
-
-
-def site_of(frame: FrameType | None) -> str:
-    if frame is None:
-        return "?"
-    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+PKG_PREFIX = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# One frame filter and one way to print a site, shared with the lock-order reports.
+is_internal = _sites.is_plumbing
+user_frame = _sites.user_frame
+site_of = _sites.site
 
 
 class Abort(BaseException):
@@ -225,6 +191,7 @@ class Scheduler:
         self.progress = 0
         self.decisions: list[Decision] = []
         self.trace: deque[Step] = deque(maxlen=TRACE_STEPS)
+        self.preempted_at: set[int] = set()  # steps after which the running thread was preempted
         self.failure: BaseException | None = None
         self.failure_thread: ThreadRecord | None = None
         self.aborted = False
@@ -273,13 +240,11 @@ class Scheduler:
     def name_resource(self, obj: object, prefix: str) -> None:
         """Name a primitive created during the run: the attribute or variable it was assigned to,
         as lock-order reports name it, with a short id (``Odb._odb_lock (R1)``), else the id."""
-        from ..lockorder._sites import lock_class_here
-
         number = self._counters.get(prefix, 0) + 1
         self._counters[prefix] = number
-        label = f"{prefix}{number}"
-        attr = lock_class_here(type(obj).__name__.removeprefix("Managed"), 0).attr
-        obj._fl_name = f"{attr} ({label})" if attr else label  # type: ignore[attr-defined]
+        kind = type(obj).__name__.removeprefix("Managed")
+        attr = _sites.lock_class_here(kind, 0).attr
+        obj._fl_name = _sites.lock_name(attr, prefix, number)  # type: ignore[attr-defined]
         obj._fl_site = site_of(user_frame(3))  # type: ignore[attr-defined]
 
     def new_thread(self, thread: threading.Thread | None) -> ThreadRecord:
@@ -383,7 +348,23 @@ class Scheduler:
         me.resource = resource
         site = site_of(user_frame(3))
         text = f"{op} {resource_name(resource)}" if resource is not None else op
-        if me.noted != (text, site):
+        if op in BLOCKING_OPS:
+            shown = f"{op} (blocked)" + (
+                f" {resource_name(resource)}" if resource is not None else ""
+            )
+            last = self.trace[-1] if self.trace else None
+            if (
+                me.noted == (text, site)
+                and last is not None
+                and last.thread == me.index
+                and last.op == text
+            ):
+                # The operation's point was the last step: it blocked there, say so in place.
+                self.trace[-1] = last._replace(op=shown)
+                me.noted = (shown, site)
+            else:
+                self._note(me, shown, site)
+        elif me.noted != (text, site):
             self._note(me, text, site)  # not twice when the operation's point was just noted
         me.site = site
         try:
@@ -427,6 +408,7 @@ class Scheduler:
                 return False
             me.state = OUTSIDE
             me.evicted = what
+            self.steps += 1
             self.trace.append(Step(self.steps, me.index, f"{what} (blocked)", me.site))
             ready = [t for t in self._ready() if t is not me]
             if not ready:
@@ -518,6 +500,8 @@ class Scheduler:
             self.decisions.append(Decision(len(alts), k, me_ready))
             nxt = alts[k]
         if nxt is not me:
+            if me_ready:
+                self.preempted_at.add(self.steps)  # the swimlane marks the step
             self.current = nxt
             nxt.gate.release()
             if me.state not in (DONE, OUTSIDE):
