@@ -63,7 +63,7 @@ def test_lost_update_found_with_line_preemption(faultline: Faultline) -> None:
         faultline.explore(counter_body(Counter), runs=200, preempt="lines", modules=[HERE])
     report = notes(info.value)
     assert "token: fl1." in report
-    assert "tests/sched/test_sched_bugs.py:37 current = self.value" in report
+    assert "test_sched_bugs.py:37 current = self.value" in report
     assert "1 preemption(s)" in report
 
 

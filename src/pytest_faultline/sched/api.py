@@ -8,6 +8,7 @@ step reads one :class:`~pytest_faultline.exploring.ExploreOptions`.
 from __future__ import annotations
 
 import importlib
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _raw
 from .._context import EventKind, ServiceKey
 from ..decider import Choice, Decider, ReplayToken, derive_seed
-from ..errors import FaultlineError, ScenarioError
+from ..errors import FaultlineError, FaultlineWarning, ScenarioError
 from ..exploring import PREEMPT_MODES, ExploreOptions
 from . import runtime
 from .explore import (
@@ -212,7 +213,7 @@ class _Session:
             original.divergences.extend(result.decider.divergences)
             exploration.notes.extend(f"replay diverged: {d}" for d in result.decider.divergences)
             if result.failure is not None:
-                exploration.replayed = True
+                exploration.replayed = "token" if self.explicit else "cache"
                 return self._found(result)
             source = "given" if self.explicit else "cached"
             if result.decider.divergences and self.explicit:
@@ -246,6 +247,20 @@ class _Session:
                     exploration.exhausted = True
                     break
         exploration.elapsed = _raw.monotonic() - self.started
+        if (
+            not self.explicit
+            and options.strategy == "dfs"
+            and options.max_preemptions is None
+            and not exploration.exhausted
+        ):
+            text = (
+                f"dfs without max_preemptions covered {exploration.schedules} schedules and did "
+                f"not finish: the unbounded space is too large, so this is no proof; give "
+                f"max_preemptions=2 (every schedule with at most 2 preemptions, usually "
+                f"exhaustible) or more runs"
+            )
+            exploration.notes.append(text)
+            warnings.warn(FaultlineWarning(text), stacklevel=4)
         self.faultline.record(EventKind.SCHEDULE, "explore", exploration.summary())
         return None
 

@@ -82,7 +82,7 @@ class Exploration:
     found_preemptions: int | None = None
     shrink_runs: int = 0
     reproducible: bool = True
-    replayed: bool = False
+    replayed: str = ""  # "token" (given) or "cache" (a failing token from pytest's cache)
     decisions: int = 0
     elapsed: float = 0.0
     found_after: float | None = None  # seconds until the first failing schedule ended
@@ -328,7 +328,8 @@ def describe_failure(
 
     if exploration.replayed:
         shown = strategy_text.split(", ", 1)[-1]
-        lines = [f"faultline: the schedule replayed from its token failed ({shown})"]
+        where = "pytest's cache" if exploration.replayed == "cache" else "its token"
+        lines = [f"faultline: the schedule replayed from {where} failed ({shown})"]
     else:
         lines = [f"faultline: schedule {exploration.schedules} ({strategy_text}) failed"]
     if not exploration.reproducible:
