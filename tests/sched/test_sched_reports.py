@@ -77,7 +77,7 @@ def test_a_blocked_acquire_is_shown_as_blocked(faultline: Faultline) -> None:
 
 
 def _failing_token(faultline: Faultline, **options: object) -> str:
-    result = faultline.explore(purge_twice, runs=200, raises=False, **options)  # type: ignore[arg-type]
+    result = faultline.explore(purge_twice, runs=200, raises=False, **options)
     assert isinstance(result.failure, KeyError)
     assert result.token is not None
     return result.token
