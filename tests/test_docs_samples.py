@@ -18,7 +18,9 @@ SAMPLES = Path(__file__).resolve().parent.parent / "docs" / "samples"
 EXPECTED: dict[str, dict[str, int]] = {
     ".": {"passed": 3, "xfailed": 1},
     "clock": {"passed": 1},
+    "extending": {"passed": 3, "xfailed": 1},
     "failcall": {"passed": 2},
+    "failure": {"failed": 1},
     "hooks": {"passed": 1},
     "lockorder": {"passed": 3, "xfailed": 2},
     "proxy": {"passed": 1},
