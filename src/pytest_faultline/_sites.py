@@ -299,9 +299,12 @@ _ROOT = [os.getcwd()]
 _plumbing_cache: dict[str, bool] = {}
 
 
-def set_root(root: str) -> None:
-    """Sites in reports are shown relative to ``root`` (pytest's rootdir)."""
+def set_root(root: str) -> str:
+    """Sites in reports are shown relative to ``root`` (pytest's rootdir); returns the previous
+    root, to put back when that session ends (pytester runs sessions inside sessions)."""
+    previous = _ROOT[0]
     _ROOT[0] = os.path.abspath(root)
+    return previous
 
 
 def relative(filename: str) -> str:

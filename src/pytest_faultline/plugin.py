@@ -23,6 +23,8 @@ from .settings import (
 )
 
 __all__ = ["fault_proxy", "faultline"]
+
+ROOT_KEY = pytest.StashKey[str]()  # the report root before this session (restored at its end)
 del builtins  # imported for its side effect: the built-in scenarios register before conftests
 
 SESSION_PLUGIN = "faultline-session"
@@ -64,7 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     from . import _sites  # light: report sites relative to the rootdir
 
-    _sites.set_root(str(config.rootpath))
+    config.stash[ROOT_KEY] = _sites.set_root(str(config.rootpath))
     config.hook.pytest_faultline_scenarios.call_historic(kwargs={"registry": REGISTRY})
     tokens = TokenCache(config, clear=settings.cache_clear)
     config.stash[TOKENS_KEY] = tokens
@@ -150,6 +152,11 @@ def pytest_runtest_makereport(
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    previous_root = config.stash.get(ROOT_KEY, None)
+    if previous_root is not None:
+        from . import _sites
+
+        _sites.set_root(previous_root)
     for controller in list(LIVE):  # an interrupted session must still undo every patch
         LIVE.discard(controller)
         controller.close()
