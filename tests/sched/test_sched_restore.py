@@ -98,3 +98,19 @@ def test_a_thread_started_by_another_layer_keeps_that_layer(faultline: Faultline
     finally:
         threading.Thread.start = previous  # type: ignore[method-assign]
     assert seen.count("worker") == 2  # one per run (the body's own thread is the plugin's)
+
+
+def test_the_clock_restores_the_timer_it_replaced(faultline: Faultline) -> None:
+    class OtherLayersTimer(threading.Timer):
+        pass
+
+    previous = threading.Timer
+    threading.Timer = OtherLayersTimer  # type: ignore[misc]
+    try:
+        clock = faultline.clock
+        assert threading.Timer is not OtherLayersTimer
+        faultline.close()  # the test's teardown: the clock stops
+        assert clock.stopped
+        assert threading.Timer is OtherLayersTimer
+    finally:
+        threading.Timer = previous  # type: ignore[misc]
