@@ -21,6 +21,11 @@ CACHE_KEY = "faultline/tokens"
 SECTION_EVENTS = 20
 JSON_EVENTS = 1000
 REPORT_VERSION = 1
+REPORT_PATH_ERROR = (
+    "pytest-faultline: cannot write the JSON report to {path}: {reason}. Give "
+    "--faultline-report (or FAULTLINE_REPORT, or faultline_report in the ini file) a file path "
+    "in a directory you can write to"
+)
 
 
 def replay_command(nodeid: str, token: str) -> str:
@@ -121,11 +126,37 @@ class JsonReport:
     def __init__(self, path: Path, seed: int) -> None:
         self.path = path
         self.seed = seed
+        self._target = path.absolute()  # where it was asked for, even if a test chdirs
+        _check_writable(self._target, path)
 
     def write(self, tests: list[dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._target.parent.mkdir(parents=True, exist_ok=True)
         data = {"version": REPORT_VERSION, "seed": self.seed, "tests": tests}
-        self.path.write_text(json.dumps(data, indent=2, default=repr) + "\n", encoding="utf-8")
+        self._target.write_text(json.dumps(data, indent=2, default=repr) + "\n", encoding="utf-8")
+
+
+def _check_writable(target: Path, shown: Path) -> None:
+    """At the start of the run: can the report be written at ``target``? A usage error if not,
+    so a run does not learn it after every test ran."""
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if target.is_dir():
+        reason = "it is a directory"
+    elif not ancestor.is_dir():
+        reason = f"{ancestor} is a file, not a directory"
+    else:
+        try:
+            existed = target.exists()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "ab"):  # appends nothing: an existing report stays as it is
+                pass
+            if not existed:
+                target.unlink()
+            return
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+    raise pytest.UsageError(REPORT_PATH_ERROR.format(path=shown, reason=reason))
 
 
 def suite_of(location: str, rootpath: Path) -> str:
