@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from tests import patch_guard
+
+_SESSION_START = patch_guard.snapshot()
 
 
 @pytest.fixture
@@ -11,3 +17,14 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     # suite runs with warnings as errors). pytester clears PYTEST_ADDOPTS, so set it after.
     monkeypatch.setenv("PYTEST_ADDOPTS", "-o asyncio_default_fixture_loop_scope=function")
     return pytester
+
+
+@pytest.fixture(autouse=True)
+def _no_patch_outlives_its_test() -> Iterator[None]:
+    """Fail the test after which a patchable global (socket methods, ``time.*``,
+    ``threading.*``, ``queue``, selectors, tracing) is not the object recorded at session start."""
+    yield
+    left = patch_guard.leaked(_SESSION_START)
+    if left:
+        patch_guard.restore(_SESSION_START, left)
+        pytest.fail(f"a patch outlived this test: {', '.join(left)}", pytrace=False)

@@ -19,6 +19,9 @@ sleep = time.sleep
 time_time = time.time
 get_ident = threading.get_ident
 current_thread = threading.current_thread
+# Starting and joining the plugin's own threads (the body of an explored run).
+thread_start = threading.Thread.start
+thread_join = threading.Thread.join
 
 
 def forget_dummy_thread() -> None:

@@ -150,6 +150,20 @@ class Stream:
             return None
         return value
 
+    def unused(self) -> int:
+        """Recorded choices of the replayed token not asked for (yet)."""
+        return len(self._replay) if self._replay else 0
+
+    def record(self, values: list[Choice]) -> list[Choice] | None:
+        """Record ``values`` as they are (facts of the run, not draws); on replay, return what
+        the token recorded in their place (None if it recorded nothing)."""
+        with self._lock:
+            replayed = None
+            if self._replay is not None:
+                replayed, self._replay = self._replay, None
+            self.choices.extend(values)
+            return replayed
+
     def choice(self, n: int) -> int:
         """An integer in ``range(n)``."""
         if n <= 0:
@@ -223,6 +237,22 @@ class Decider:
 
     def note_divergence(self, message: str) -> None:
         self.divergences.append(message)
+
+    def unused_choices(self) -> dict[str, int]:
+        """Per recorded stream, how many choices of the replayed token this run left unused
+        (a schedule that ended early is not the recorded one)."""
+        with self._lock:
+            streams = list(self._streams.values())
+        out = {}
+        for stream in streams:
+            left = stream.unused()
+            if left:
+                out[stream.source] = left
+        if self.token_in is not None:
+            for source, choices in self.token_in.choices.items():
+                if source not in self._streams and choices and not source.endswith(".options"):
+                    out[source] = len(choices)
+        return out
 
     def token(self) -> ReplayToken:
         """The token that replays this run's choices."""

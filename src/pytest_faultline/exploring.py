@@ -45,7 +45,9 @@ class ExploreOptions:
     between the bytecodes of ``modules`` that touch shared state (``"bytecode"``); the
     search stops after ``budget`` seconds; a run that makes no progress for ``stall_timeout``
     seconds, or takes more than ``max_steps`` steps, is reported; a failure is shrunk unless
-    ``shrink=False``."""
+    ``shrink=False``. Names bound at import to ``time``/``threading`` functions (``from time
+    import monotonic``, ``timer=time.monotonic`` defaults) are rebound for each run in the test's
+    module, in ``modules`` and in the modules named in ``rebind``."""
 
     runs: int | None = None
     strategy: str = DEFAULT_STRATEGY
@@ -57,6 +59,7 @@ class ExploreOptions:
     stall_timeout: float = DEFAULT_STALL_S
     max_steps: int = DEFAULT_MAX_STEPS
     shrink: bool = True
+    rebind: tuple[str, ...] = ()
 
     @classmethod
     def build(
@@ -74,18 +77,19 @@ class ExploreOptions:
                 f"{where}: unknown option{'s' if len(unknown) > 1 else ''} "
                 f"{', '.join(map(repr, unknown))}; the options are {', '.join(sorted(known))}"
             )
-        if "modules" in given and given["modules"] is not None:
-            modules = given["modules"]
-            if not isinstance(modules, (list, tuple)) or not all(
-                isinstance(m, str) for m in modules
-            ):
-                raise error(
-                    f"{where}: modules must be a list of module names like ['pkg.mod'], "
-                    f"got {modules!r}"
-                )
-            given["modules"] = tuple(modules)
-        elif "modules" in given:
-            given["modules"] = ()
+        for key in ("modules", "rebind"):
+            if key in given and given[key] is not None:
+                modules = given[key]
+                if not isinstance(modules, (list, tuple)) or not all(
+                    isinstance(m, str) for m in modules
+                ):
+                    raise error(
+                        f"{where}: {key} must be a list of module names like ['pkg.mod'], "
+                        f"got {modules!r}"
+                    )
+                given[key] = tuple(modules)
+            elif key in given:
+                given[key] = ()
         options = cls(**given)
         options.check(where=where, error=error)
         return options
@@ -138,13 +142,14 @@ class ExploreOptions:
             raise error(f"{where}: max_steps must be a whole number >= 1, got {self.max_steps!r}")
         if not isinstance(self.shrink, bool):
             raise error(f"{where}: shrink must be True or False, got {self.shrink!r}")
-        for name in self.modules:
-            try:
-                importlib.import_module(name)
-            except ImportError as exc:
-                raise error(
-                    f"{where}: cannot import module {name!r} named in modules=: {exc}"
-                ) from None
+        for key, names in (("modules", self.modules), ("rebind", self.rebind)):
+            for name in names:
+                try:
+                    importlib.import_module(name)
+                except ImportError as exc:
+                    raise error(
+                        f"{where}: cannot import module {name!r} named in {key}=: {exc}"
+                    ) from None
 
     def resolved(self, settings: Settings) -> ExploreOptions:
         """These options with what the session's settings fill in (runs, budget)."""

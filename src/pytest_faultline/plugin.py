@@ -14,6 +14,7 @@ from .net.fixtures import fault_proxy
 from .registry import REGISTRY
 from .report import JsonReport, SessionReport, TokenCache, format_section, test_record
 from .settings import (
+    CACHE_CLEAR_OPTION,
     MARKER_LINE,
     SETTINGS_KEY,
     SWEEP_MARKER_LINE,
@@ -23,6 +24,8 @@ from .settings import (
 )
 
 __all__ = ["fault_proxy", "faultline"]
+
+ROOT_KEY = pytest.StashKey[str]()  # the report root before this session (restored at its end)
 del builtins  # imported for its side effect: the built-in scenarios register before conftests
 
 SESSION_PLUGIN = "faultline-session"
@@ -63,6 +66,9 @@ def pytest_configure(config: pytest.Config) -> None:
     shared = getattr(config, "workerinput", {}).get("faultline_seed")
     settings = resolve_settings(config, shared_seed=shared)
     config.stash[SETTINGS_KEY] = settings
+    from . import _sites  # light: report sites relative to the rootdir
+
+    config.stash[ROOT_KEY] = _sites.set_root(str(config.rootpath))
     config.hook.pytest_faultline_scenarios.call_historic(kwargs={"registry": REGISTRY})
     tokens = TokenCache(config, clear=settings.cache_clear)
     config.stash[TOKENS_KEY] = tokens
@@ -94,6 +100,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         lines.append(f"faultline: replaying token {settings.replay.encode()}")
     if settings.scenarios:
         lines.append(f"faultline: scenarios for every test: {', '.join(settings.scenarios)}")
+    cached = config.stash[TOKENS_KEY].tokens
+    if cached and settings.replay is None:
+        lines.append(
+            f"faultline: replaying the cached token of {len(cached)} earlier failing test(s) "
+            f"first ({CACHE_CLEAR_OPTION} forgets them)"
+        )
     return lines
 
 
@@ -173,6 +185,11 @@ def pytest_runtest_makereport(
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    previous_root = config.stash.get(ROOT_KEY, None)
+    if previous_root is not None:
+        from . import _sites
+
+        _sites.set_root(previous_root)
     for controller in list(LIVE):  # an interrupted session must still undo every patch
         LIVE.discard(controller)
         controller.close()

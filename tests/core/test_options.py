@@ -159,12 +159,16 @@ def test_failing_tokens_are_cached_replayed_first_and_forgotten(pytester: pytest
     )
     first = pytester.runpytest("-s", "--faultline-seed=1")
     first.assert_outcomes(passed=1, failed=1)
+    assert "replaying the cached token" not in first.stdout.str()
     flips = re.search(r"FLIPS=(\w+)", first.stdout.str())
     assert flips
     # Next run, another seed: the failing test runs first, under its cached token.
-    second = pytester.runpytest("-s", "-v", "--faultline-seed=2")
+    second = pytester.runpytest("-s", "-v", "--faultline-seed=2", "-p", "no:randomly")
     second.assert_outcomes(passed=1, failed=1)
     assert f"FLIPS={flips.group(1)}" in second.stdout.str()
+    second.stdout.fnmatch_lines(
+        ["faultline: replaying the cached token of 1 earlier failing test(s) first*"]
+    )
     out = second.stdout.str()
     assert out.index("test_b.py::test_flaky") < out.index("test_a.py::test_first")
     # --faultline-cache-clear forgets it: collection order decides again (pytest-randomly,

@@ -289,7 +289,7 @@ def test_three_locks_reentry_and_same_class_nesting_end_to_end(project: pytest.P
             "*a cycle among 3 lock classes*",
             "*_ test_accounts_naive _*",
             "*a cycle among 2 locks of one class, Account._lock:*",
-            "*Account._lock#1 acquired while holding Account._lock#2, in thread 'worker-2':*",
+            "*Account._lock (L1) acquired while holding Account._lock (L2), in thread 'worker-2':*",
             "FAILED *::test_three_lock_cycle*",
             "FAILED *::test_accounts_naive*",
         ]

@@ -167,7 +167,7 @@ def test_abba_deadlock_reported_as_cycle(faultline: Faultline) -> None:
         "wait-for cycle: T1 holds first (L1) waits second (L2); "
         "T2 holds second (L2) waits first (L1)"
     ) in message
-    assert "first (L1) = Lock created at test_sched_bugs.py:" in message
+    assert "first (L1) = Lock created at tests/sched/test_sched_bugs.py:" in message
     assert "in forward: with first, second:" in message  # each thread's stack
     assert "1 preemption(s)" in notes(info.value)
 
@@ -218,7 +218,7 @@ def test_lost_wakeup_reported(faultline: Faultline) -> None:
     assert (
         "lost wakeup: T1 waits cond (C1) (wait) and no running thread is left to wake it" in message
     )
-    assert "cond (C1) = Condition created at test_sched_bugs.py:" in message
+    assert "cond (C1) = Condition created at tests/sched/test_sched_bugs.py:" in message
 
 
 def test_lost_wakeup_fixed_survives_every_schedule(faultline: Faultline) -> None:

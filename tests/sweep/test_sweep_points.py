@@ -145,9 +145,7 @@ def test_a_body_that_fails_alone_is_not_swept(fl: Faultline) -> None:
 
     with pytest.raises(ValueError, match="broken without faults") as caught:
         fl.sweep(broken, kinds=["raise"])
-    assert "failed in its recording run, without any fault" in "\n".join(
-        caught.value.__notes__
-    )
+    assert "failed in its recording run, without any fault" in "\n".join(caught.value.__notes__)
 
 
 def test_observers_are_gone_after_a_sweep_even_a_failing_one(fl: Faultline) -> None:

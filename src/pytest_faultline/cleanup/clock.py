@@ -161,6 +161,7 @@ class Clock:
         if lists:
             lists[-1] = ()
         self._timer_class = type("Timer", (ClockTimer,), {"_clock": self})
+        self._previous_timer = threading.Timer  # put back exactly this, not the import-time one
         threading.Timer = self._timer_class  # type: ignore[misc,assignment]
         faultline.undo.push(self._stop, "cancel clock timers, restore threading.Timer")
         faultline.record(EventKind.CLOCK, "start", f"time frozen at {self.now().isoformat()}")
@@ -309,7 +310,7 @@ class Clock:
     def _stop(self) -> None:
         """Cancel what still waits for clock time (reported), join timer threads, unpatch."""
         if threading.Timer is self._timer_class:  # unless someone patched it over ours
-            threading.Timer = _RealTimer  # type: ignore[misc]
+            threading.Timer = self._previous_timer  # type: ignore[misc]
         with self._lock:
             left = [e for e in sorted(self._queue) if not e.done]
             self._queue = []

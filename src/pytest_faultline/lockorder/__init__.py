@@ -11,11 +11,11 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .._context import EventKind, ServiceKey
+from .._sites import rechain
 from ..errors import LockOrderError, ScenarioError, ThreadAffinityError
 
 if TYPE_CHECKING:
     from .._context import FaultContext
-    from ._tracked import rechain
     from .affinity import Affinity
     from .graph import Edge, Inversion, TryLock
     from .watch import LockOrder
@@ -46,7 +46,6 @@ _LAZY = {
     "Inversion": "graph",
     "TryLock": "graph",
     "LockOrder": "watch",
-    "rechain": "_tracked",
 }
 
 

@@ -17,22 +17,20 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import _sites
+from .. import _sites
+from .._sites import RECHAIN
 
 if TYPE_CHECKING:
     from types import FrameType
 
 __all__ = [
-    "RECHAIN",
     "Installation",
     "LockSink",
     "TrackedLock",
     "TrackedRLock",
     "active_sinks",
-    "rechain",
 ]
 
-RECHAIN = "__faultline_rechain__"
 
 __tracebackhide__ = True  # pytest leaves this module's frames out of failure tracebacks
 
@@ -219,7 +217,7 @@ class TrackedLock:
     @property
     def name(self) -> str:
         """The lock's class name and, when its class has several locks, which one it is."""
-        return f"{self.lock_class.name}#{self.ordinal}"
+        return _sites.lock_name(self.lock_class.name, self.lock_class.kind, self.ordinal)
 
     def acquired_stack(self) -> tuple[_sites.Frame, ...]:
         """Where the current holder took this lock (empty when it is not held)."""
@@ -360,14 +358,6 @@ class TrackedRLock(TrackedLock):
 
     def _recursion_count(self) -> int:
         return self._count if self._holder is _tls.held else 0
-
-
-def rechain(current: Callable[..., Any], stand_in: Callable[..., Any]) -> Callable[..., Any]:
-    """What a layer patching ``threading.Lock``/``RLock`` should install instead of
-    ``stand_in``: ``stand_in`` itself, or, when ``current`` is a lock-order factory, a factory of
-    tracked locks wrapping ``stand_in()``'s, so lock order is still watched under that layer."""
-    make = getattr(current, RECHAIN, None)
-    return stand_in if make is None else make(stand_in)
 
 
 def held_locks() -> list[TrackedLock]:

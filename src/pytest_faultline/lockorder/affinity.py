@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _raw
+from .._sites import Frame, format_stack, stack_at
 from ..errors import FaultlineError, ScenarioError, ThreadAffinityError
-from ._sites import Frame, format_stack, stack_at
 
 __all__ = ["Affinity", "ConfinedProxy", "Confinement"]
 

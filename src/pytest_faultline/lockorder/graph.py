@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from .. import _raw
+from .._sites import Frame, LockClass, format_stack, stack_at
 from ..errors import LockOrderError
-from ._sites import Frame, LockClass, format_stack, stack_at
 
 if TYPE_CHECKING:
     from ._tracked import TrackedLock

@@ -8,15 +8,17 @@ step reads one :class:`~pytest_faultline.exploring.ExploreOptions`.
 from __future__ import annotations
 
 import importlib
+import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import _raw
 from .._context import EventKind, ServiceKey
-from ..decider import Decider, ReplayToken, derive_seed
-from ..errors import FaultlineError, ScenarioError
-from ..exploring import ExploreOptions
+from ..decider import Choice, Decider, ReplayToken, derive_seed
+from ..errors import FaultlineError, FaultlineWarning, ScenarioError
+from ..exploring import PREEMPT_MODES, ExploreOptions
 from . import runtime
 from .explore import (
     SHRINK_RUNS,
@@ -33,7 +35,6 @@ from .explore import (
 )
 from .integration import active_clock
 from .lines import module_files
-from .patches import restore_originals
 from .strategies import Strategy, TokenReplay, make_strategy, preemptions
 
 if TYPE_CHECKING:
@@ -42,6 +43,29 @@ if TYPE_CHECKING:
 __all__ = ["explore", "install_thread_preemption", "replay"]
 
 SCHED_SETUP: ServiceKey[bool] = ServiceKey("sched")
+OPTIONS_STREAM = "sched.options"
+
+
+def _crc(text: str) -> int:
+    return zlib.crc32(text.encode()) & 0x7FFFFFFF
+
+
+def options_fingerprint(options: ExploreOptions) -> list[Choice]:
+    """What a schedule depends on, recorded in its token: the preemption mode and the modules
+    whose lines are scheduling points (a replay must use the same), and the strategy that found
+    it (for the report; a replay follows the recorded choices whatever strategy it is given)."""
+    modules = ",".join(sorted(options.modules)) if options.preempt != "sync" else ""
+    return [_crc(options.preempt), _crc(modules), _crc(options.strategy)]
+
+
+def _describe_fingerprint(values: list[Choice]) -> str:
+    preempt = next((m for m in PREEMPT_MODES if _crc(m) == values[0]), "another mode")
+    text = f"preempt={preempt!r}"
+    if len(values) > 1 and values[1] != _crc(""):
+        text += ", other modules" if preempt != "sync" else ""
+    return text
+
+
 SCHED_CLOCK: ServiceKey[bool] = ServiceKey("sched.clock")
 
 
@@ -66,7 +90,6 @@ def _own_namespace(fn: Callable[[], object]) -> dict[str, Any] | None:
 def _prepare(faultline: FaultContext) -> None:
     def setup(fl: FaultContext) -> bool:
         fl.add_handler("preempt", preempt_handler)
-        fl.undo.push(restore_originals, "restore threading/time/queue after the scheduler")
         return True
 
     faultline.service(SCHED_SETUP, setup)
@@ -137,12 +160,14 @@ class _Session:
             preempt=options.preempt,
             modules=options.modules,
             namespaces=_namespaces(
-                list(options.modules), [*(self.namespaces or []), _own_namespace(self.fn)]
+                [*options.modules, *options.rebind],
+                [*(self.namespaces or []), _own_namespace(self.fn)],
             ),
             stall_timeout=float(options.stall_timeout),
             max_steps=options.max_steps,
             clock=clock,
         )
+        self.fingerprint = options_fingerprint(options)
         self.original = faultline.decider
         self.replaying: ReplayToken | None = (
             ReplayToken.decode(self.token) if self.token is not None else self.original.token_in
@@ -158,8 +183,22 @@ class _Session:
         self.deadline = None if budget is None else self.started + float(budget)
 
     def run(self, decider: Decider, strategy: Strategy) -> RunResult:
+        recorded = decider.stream(OPTIONS_STREAM, recorded=True).record(self.fingerprint)
+        if recorded is not None and recorded[:2] != self.fingerprint[:2]:
+            decider.note_divergence(
+                f"the token was recorded with other scheduling options "
+                f"({_describe_fingerprint(recorded)}) than this replay "
+                f"({_describe_fingerprint(self.fingerprint)}); replay with the options the "
+                f"failure report prints"
+            )
         with self.faultline.use_decider(decider):  # faults inside fn draw from the run's decider
             result = run_once(self.fn, decider, strategy, self.run_options)
+        if decider.token_in is not None:
+            for source, left in decider.unused_choices().items():
+                decider.note_divergence(
+                    f"the run ended with {left} recorded choice(s) of stream {source!r} unused: "
+                    f"the code took another path than when the token was recorded"
+                )
         self.exploration.steps = list(result.sched.trace)
         return result
 
@@ -174,9 +213,23 @@ class _Session:
             exploration.schedules += 1
             exploration.decisions += len(result.decisions)
             original.divergences.extend(result.decider.divergences)
+            exploration.notes.extend(f"replay diverged: {d}" for d in result.decider.divergences)
             if result.failure is not None:
-                exploration.replayed = True
+                exploration.replayed = "token" if self.explicit else "cache"
                 return self._found(result)
+            source = "given" if self.explicit else "cached"
+            if result.decider.divergences and self.explicit:
+                # A replay that did not follow its token proves nothing: never a silent pass.
+                raise FaultlineError(
+                    f"the replayed schedule passed, but it is not the recorded one: "
+                    f"{result.decider.divergences[0]}"
+                )
+            self.faultline.record(
+                EventKind.SCHEDULE,
+                "replay",
+                f"the {source} token's schedule passed"
+                + ("" if self.explicit else "; searching on"),
+            )
         if not self.explicit:
             strategy = make_strategy(
                 options.strategy, depth=options.depth, max_preemptions=options.max_preemptions
@@ -196,6 +249,20 @@ class _Session:
                     exploration.exhausted = True
                     break
         exploration.elapsed = _raw.monotonic() - self.started
+        if (
+            not self.explicit
+            and options.strategy == "dfs"
+            and options.max_preemptions is None
+            and not exploration.exhausted
+        ):
+            text = (
+                f"dfs without max_preemptions covered {exploration.schedules} schedules and did "
+                f"not finish: the unbounded space is too large, so this is no proof; give "
+                f"max_preemptions=2 (every schedule with at most 2 preemptions, usually "
+                f"exhaustible) or more runs"
+            )
+            exploration.notes.append(text)
+            warnings.warn(FaultlineWarning(text), stacklevel=4)
         self.faultline.record(EventKind.SCHEDULE, "explore", exploration.summary())
         return None
 

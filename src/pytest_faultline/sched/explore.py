@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dis
 import os
 import sys
 import threading
@@ -10,14 +11,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import _points, _raw
+from .._sites import relative
 from ..decider import Decider, derive_seed
 from ..errors import DeadlockError, FaultlineError
 from ..exploring import DEFAULT_MAX_STEPS, DEFAULT_STALL_S
 from . import runtime
 from .integration import install_park_hook
 from .lines import make_hook
-from .patches import ORIGINAL_JOIN, ORIGINAL_START, PatchSet
-from .report import swimlane
+from .patches import PatchSet
+from .report import describe_blocking, swimlane
 from .runtime import DONE, OUTSIDE, Decision, Scheduler, Step, ThreadRecord
 from .strategies import DepthFirst, PrefixReplay, Strategy, TokenReplay, preemptions
 
@@ -89,7 +91,7 @@ class Exploration:
     found_preemptions: int | None = None
     shrink_runs: int = 0
     reproducible: bool = True
-    replayed: bool = False
+    replayed: str = ""  # "token" (given) or "cache" (a failing token from pytest's cache)
     decisions: int = 0
     elapsed: float = 0.0
     found_after: float | None = None  # seconds until the first failing schedule ended
@@ -140,22 +142,7 @@ def run_once(
     body = threading.Thread(name="faultline-run", daemon=True)
     rec0 = sched.new_thread(body)
 
-    def main() -> None:
-        exc: BaseException | None = None
-        hook = sched.line_hook
-        try:
-            sched.enter(rec0)
-            if hook is not None:
-                hook.thread_enter()
-            fn()
-        except BaseException as caught:
-            exc = caught
-        finally:
-            if hook is not None:
-                hook.thread_exit()
-            sched.exit(rec0, exc)
-
-    body.run = main  # type: ignore[method-assign]
+    body.run = lambda: sched.run_managed(rec0, fn)  # type: ignore[method-assign]
     patches = PatchSet(sched, list(options.namespaces))
     observer_installed = False
     previous: Any = None
@@ -167,7 +154,7 @@ def run_once(
         observer_installed = True
         runtime._ACTIVE[0] = sched
         sched.current = rec0
-        ORIGINAL_START(body)
+        _raw.thread_start(body)
         rec0.gate.release()
         _supervise(sched)
     finally:
@@ -182,28 +169,56 @@ def run_once(
         patches.uninstall()
     for rec in sched.threads:
         if rec.thread is not None and rec.state == DONE and rec.thread.is_alive():
-            ORIGINAL_JOIN(rec.thread, UNWIND_BOUND_S)
+            _raw.thread_join(rec.thread, UNWIND_BOUND_S)
     strategy.end(sched.decisions)
     return RunResult(decider, sched, sched.failure)
 
 
 def _supervise(sched: Scheduler) -> None:
-    """Wait for the run to end; stop it if a thread stays away from the scheduler too long."""
+    """Wait for the run to end; move a thread that sits in a call the scheduler cannot see
+    outside (so the others run); stop the run if nothing progresses for the stall bound."""
     last = -1
     since = _raw.monotonic()
-    while not sched.all_done.wait(SUPERVISE_POLL_S):
+    seen: tuple[object, ...] = ()
+    while not sched.all_done.wait(runtime.EVICT_AFTER_S):
         if sched.aborted:
             # Threads are unwinding; one in a real call (or stuck in C) may never come back.
             _wait_unwound(sched, None)
             return
         now = _raw.monotonic()
         if sched.progress != last:
-            last, since = sched.progress, now
-        elif now - since > sched.stall_timeout:
+            last, since, seen = sched.progress, now, ()
+            continue
+        holder = sched.current
+        if holder is not None and holder.entered and holder.state == runtime.READY:
+            where = _blocked_in(sched, holder)
+            if where is not None:
+                if seen == where[1:] and sched.evict(holder, where[0]):
+                    last, since, seen = sched.progress, now, ()
+                    continue
+                seen = where[1:]
+        if now - since > sched.stall_timeout:
             stuck = sched.current
             sched.stall()
             _wait_unwound(sched, stuck)
             return
+
+
+def _blocked_in(sched: Scheduler, rec: ThreadRecord) -> tuple[str, object, int] | None:
+    """(what, code, instruction) when ``rec``'s innermost user frame sits on a call (a C call
+    that blocks, such as acquiring a lock created before the run), else None."""
+    frame = sched.frames().get(rec.ident) if rec.ident is not None else None
+    if frame is None:
+        return None
+    code, lasti = frame.f_code, frame.f_lasti
+    if code.co_filename.startswith(runtime.PKG_PREFIX):
+        return None  # the scheduler's own plumbing (a handoff under way)
+    if lasti < 0 or lasti >= len(code.co_code):
+        return None
+    op = dis.opname[code.co_code[lasti]]
+    if not (op.startswith("CALL") or op in ("BEFORE_WITH", "SETUP_WITH", "PRECALL")):
+        return None
+    return describe_blocking(frame), code, lasti
 
 
 def _wait_unwound(sched: Scheduler, stuck: ThreadRecord | None) -> None:
@@ -324,7 +339,8 @@ def describe_failure(
 
     if exploration.replayed:
         shown = strategy_text.split(", ", 1)[-1]
-        lines = [f"faultline: the schedule replayed from its token failed ({shown})"]
+        where = "pytest's cache" if exploration.replayed == "cache" else "its token"
+        lines = [f"faultline: the schedule replayed from {where} failed ({shown})"]
     else:
         lines = [f"faultline: schedule {exploration.schedules} ({strategy_text}) failed"]
     if not exploration.reproducible:
@@ -368,7 +384,7 @@ def _raise_site(exc: BaseException) -> str:
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
         if not runtime.is_internal(filename):
-            site = f"{os.path.basename(filename)}:{tb.tb_lineno}"
+            site = f"{relative(filename)}:{tb.tb_lineno}"
         tb = tb.tb_next
     return site
 

@@ -1,8 +1,8 @@
 """Hooks the other features leave for the scheduler, taken when they are present.
 
-* lock order: when the lock-order watcher has replaced ``threading.Lock``/``RLock``, its factory
-  carries a ``__faultline_rechain__`` function that wraps our stand-in, so lock order is still
-  watched inside explored runs;
+* lock order: when the lock-order watcher has replaced ``threading.Lock``/``RLock``, the run
+  installs ``_sites.rechain``'s factory around its stand-in, so lock order is still watched
+  inside explored runs;
 * parking (deferred cleanup, clock timers): a thread waiting for a release or for clock time
   waits through the scheduler instead of on a raw event (which would keep the baton);
 * the test's clock: when ``faultline.clock`` runs, the run's virtual time *is* the clock's
@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,17 +22,9 @@ from .runtime import current
 if TYPE_CHECKING:
     from .._context import FaultContext
 
-__all__ = ["ParkHook", "active_clock", "chained_stand_in", "install_park_hook"]
+__all__ = ["ParkHook", "active_clock", "install_park_hook"]
 
-RECHAIN_ATTR = "__faultline_rechain__"
 ParkHook = Callable[[_raw.RawEvent, float, str], bool]
-
-
-def chained_stand_in(name: str, stand_in: Callable[..., Any]) -> Callable[..., Any]:
-    """What to install as ``threading.<name>``: ``stand_in``, wrapped by the lock-order
-    watcher's factory when the watcher is installed."""
-    make = getattr(getattr(threading, name), RECHAIN_ATTR, None)
-    return stand_in if make is None else make(stand_in)
 
 
 def _cleanup_attr(name: str) -> Any:

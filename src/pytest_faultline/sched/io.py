@@ -18,7 +18,7 @@ from typing import Any
 
 from .runtime import current
 
-__all__ = ["IO_PATCHES", "outside_scheduler"]
+__all__ = ["io_patches", "outside_scheduler"]
 
 SOCKET_METHODS = (
     "accept",
@@ -79,17 +79,22 @@ def _call_wrapper(name: str, original: Callable[..., Any]) -> Callable[..., Any]
     return call
 
 
-def _io_patches() -> list[tuple[Any, str, Any]]:
-    patches: list[tuple[Any, str, Any]] = [
-        (socket.socket, name, _socket_wrapper(name, getattr(socket.socket, name)))
-        for name in SOCKET_METHODS
+def io_patches() -> list[tuple[Any, str, Callable[[Callable[..., Any]], Callable[..., Any]]]]:
+    """What a run wraps, as (owner, name, make-wrapper-around-the-current-object). The wrappers
+    are made when the run installs them, around whatever is there then (a socket fault of the
+    test, another layer's patch), never around what was there when this module was imported."""
+    patches: list[tuple[Any, str, Callable[[Callable[..., Any]], Callable[..., Any]]]] = [
+        (socket.socket, name, _bind(_socket_wrapper, name)) for name in SOCKET_METHODS
     ]
-    patches.append((select, "select", _call_wrapper("select", select.select)))
+    patches.append((select, "select", _bind(_call_wrapper, "select")))
     for cls_name in ("SelectSelector", "_PollLikeSelector"):
         cls = getattr(selectors, cls_name, None)
         if cls is not None and "select" in vars(cls):
-            patches.append((cls, "select", _call_wrapper("select", vars(cls)["select"])))
+            patches.append((cls, "select", _bind(_call_wrapper, "select")))
     return patches
 
 
-IO_PATCHES = _io_patches()
+def _bind(
+    make: Callable[[str, Callable[..., Any]], Callable[..., Any]], name: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return lambda previous: make(name, previous)

@@ -122,6 +122,22 @@ class ManagedLock:
     def locked(self) -> bool:
         return self._real.locked()
 
+    # The deprecated aliases of ``_thread.lock``.
+    def acquire_lock(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self.acquire(blocking, timeout)
+
+    def release_lock(self) -> None:
+        self.release()
+
+    def locked_lock(self) -> bool:
+        return self.locked()
+
+    def _at_fork_reinit(self) -> None:
+        """After ``fork()`` in the child: unlocked, owned by nobody (``os.register_at_fork``
+        users such as ``concurrent.futures`` and ``logging`` call it)."""
+        self._real = _raw.allocate_lock()
+        self._owner = None
+
     # Condition protocol: a plain lock counts as owned when it is locked at all.
     def _is_owned(self) -> bool:
         return self._real.locked()
@@ -169,6 +185,14 @@ class ManagedRLock(ManagedLock):
 
     def _is_owned(self) -> bool:
         return self._owner_ident == _raw.get_ident()
+
+    def _recursion_count(self) -> int:
+        return self._count if self._is_owned() else 0
+
+    def _at_fork_reinit(self) -> None:
+        super()._at_fork_reinit()
+        self._owner_ident = None
+        self._count = 0
 
     def _release_save(self) -> Any:
         if not self._is_owned():
@@ -249,6 +273,13 @@ class ManagedCondition:
             self._lock._acquire_restore(state)
         else:
             self._lock.acquire()
+
+    def _at_fork_reinit(self) -> None:
+        reinit = getattr(self._lock, "_at_fork_reinit", None)
+        if reinit is not None:
+            reinit()
+        self._mutex = _raw.allocate_lock()
+        self._waiters.clear()
 
     def wait(self, timeout: float | None = None) -> bool:
         if not self._is_owned():
@@ -427,6 +458,10 @@ class ManagedEvent:
     def clear(self) -> None:
         with self._mutex:
             self._flag = False
+
+    def _at_fork_reinit(self) -> None:
+        self._mutex = _raw.allocate_lock()
+        self._waiters = []
 
     def _is_set(self) -> bool:
         return self._flag

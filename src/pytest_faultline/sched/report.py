@@ -3,11 +3,14 @@ the swimlane of the last steps of a failing schedule."""
 
 from __future__ import annotations
 
-import os
+import inspect
+import linecache
+import re
 import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from .._sites import relative
 from .runtime import (
     BLOCKED,
     DONE,
@@ -22,10 +25,11 @@ from .runtime import (
 if TYPE_CHECKING:
     from types import FrameType
 
-__all__ = ["deadlock_message", "stall_message", "swimlane"]
+__all__ = ["deadlock_message", "describe_blocking", "stall_message", "swimlane"]
 
 SWIMLANE_STEPS = 24
-COLUMN_MAX = 52
+PREEMPTED = " >> preempted"
+COLUMN_MAX = 72
 STACK_LINES = 8
 
 
@@ -83,7 +87,7 @@ def _stack(frame: FrameType | None) -> list[str]:
     summary = [fs for fs in traceback.extract_stack(frame) if not is_internal(fs.filename)]
     lines = []
     for fs in summary[-STACK_LINES:]:
-        where = f"{os.path.basename(fs.filename)}:{fs.lineno} in {fs.name}"
+        where = f"{relative(fs.filename)}:{fs.lineno} in {fs.name}"
         lines.append(f"      {where}" + (f": {fs.line.strip()}" if fs.line else ""))
     return lines or ["      (only pytest-faultline frames)"]
 
@@ -165,10 +169,48 @@ def stall_message(sched: Scheduler) -> str:
         f"is blocked outside the scheduler's control (a lock, queue or executor created before "
         f"the run or imported as 'from threading import Lock' elsewhere, real I/O, C code, or a "
         f"busy loop without scheduling points). The run was stopped instead of hanging.",
-        "stacks:",
     ]
+    for t in sched.threads:
+        if t.evicted:
+            lines.append(f"  {t.title} is blocked at {t.site} on {t.evicted}")
+    lines.append("stacks:")
     lines.extend(_stacks(sched, sched.threads))
     return "\n".join(lines)
+
+
+_NAME = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*")
+
+
+def _lookup(frame: FrameType, dotted: str) -> object:
+    head, *rest = dotted.split(".")
+    if head in frame.f_locals:
+        value = frame.f_locals[head]
+    elif head in frame.f_globals:
+        value = frame.f_globals[head]
+    else:
+        raise LookupError(head)
+    for part in rest:
+        value = inspect.getattr_static(value, part)  # no property or __getattr__ runs here
+    return value
+
+
+def describe_blocking(frame: FrameType) -> str:
+    """What a thread sitting in a call the scheduler cannot see is blocked on, named from the
+    source line of ``frame``: ``acquire REAL (a lock the scheduler does not manage, mod.REAL)``."""
+    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+    module = frame.f_globals.get("__name__", "?")
+    for dotted in _NAME.findall(line):
+        try:
+            value = _lookup(frame, dotted)
+        except (LookupError, AttributeError):
+            continue
+        if getattr(type(value), "__module__", "").startswith("pytest_faultline"):
+            continue
+        if callable(getattr(value, "acquire", None)) or callable(getattr(value, "wait", None)):
+            kind = f"{type(value).__module__}.{type(value).__qualname__}"
+            where = f"{module}.{dotted}" if dotted in frame.f_globals else dotted
+            return f"{dotted} ({kind}, not managed by the scheduler: {where})"
+    return line[:60] or "a call the scheduler cannot see"
 
 
 def _fit(text: str, width: int) -> str:
@@ -181,7 +223,10 @@ def swimlane(sched: Scheduler, steps: int = SWIMLANE_STEPS) -> str:
     if not trace:
         return "(no scheduling points)"
     threads = sorted({s.thread for s in trace})
-    cells = {s.number: f"{s.site} {s.op}" for s in trace}
+    cells = {
+        s.number: f"{s.site} {s.op}" + (PREEMPTED if s.number in sched.preempted_at else "")
+        for s in trace
+    }
     width = {
         t: min(
             COLUMN_MAX,
@@ -206,4 +251,6 @@ def swimlane(sched: Scheduler, steps: int = SWIMLANE_STEPS) -> str:
     total = sched.steps
     if total > len(trace):
         rows.insert(0, f"  last {len(trace)} of {total} scheduling points:")
+    if any(s.number in sched.preempted_at for s in trace):
+        rows.append(f"  ({PREEMPTED.strip()}: the scheduler switched to another thread there)")
     return "\n".join(rows)

@@ -16,11 +16,11 @@ import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
 
-from .. import _raw
+from .. import _raw, _sites
 from ..errors import DeadlockError, FaultlineError
 
 if TYPE_CHECKING:
@@ -31,50 +31,23 @@ if TYPE_CHECKING:
 __all__ = ["Abort", "Scheduler", "Strategy", "ThreadRecord", "current"]
 
 READY, BLOCKED, OUTSIDE, DONE = "ready", "blocked", "outside", "done"
+# A thread whose run was stopped: Abort was raised in it once, and from then on it runs as an
+# ordinary thread (real locks, real waits) so that its ``finally`` blocks and ``with`` exits run.
+UNWINDING = "unwinding"
+# A thread that held the baton but sat in a call the scheduler cannot see (a lock created before
+# the run, C code) for this long is moved outside, as a blocking socket call is, so the others run.
+EVICT_AFTER_S = 0.005
+BLOCKING_OPS = frozenset({"acquire", "join"})  # shown as "acquire (blocked)" when they wait
 DEADLOCK_GRACE_S = 0.002  # real time given to unmanaged threads before "all blocked" is final
 FOREIGN_POLL_S = 0.0005
 FOREIGN_GRACE_S = 0.1  # when threads outside the run touched managed primitives
 TRACE_STEPS = 200
 
-_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_INTERNAL_FILES = {
-    os.path.abspath(str(threading.__file__)),
-    os.path.abspath(str(__import__("queue").__file__)),
-}
-
-
-_internal_cache: dict[str, bool] = {}
-
-
-def is_internal(filename: str) -> bool:
-    """Frames of pytest-faultline, ``threading``, ``queue`` and futures (not the user's)."""
-    known = _internal_cache.get(filename)
-    if known is None:
-        path = os.path.abspath(filename)
-        known = (
-            path.startswith(_PKG_DIR)
-            or path in _INTERNAL_FILES
-            or ("concurrent" + os.sep + "futures" in path)
-        )
-        _internal_cache[filename] = known
-    return known
-
-
-def user_frame(depth: int = 2) -> FrameType | None:
-    """The innermost frame outside pytest-faultline, ``threading``, ``queue`` and futures."""
-    try:
-        frame: FrameType | None = sys._getframe(depth)
-    except ValueError:
-        return None
-    while frame is not None and is_internal(frame.f_code.co_filename):
-        frame = frame.f_back
-    return frame
-
-
-def site_of(frame: FrameType | None) -> str:
-    if frame is None:
-        return "?"
-    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+PKG_PREFIX = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# One frame filter and one way to print a site, shared with the lock-order reports.
+is_internal = _sites.is_plumbing
+user_frame = _sites.user_frame
+site_of = _sites.site
 
 
 class Abort(BaseException):
@@ -131,6 +104,7 @@ class ThreadRecord:
     site: str = "?"
     entered: bool = False
     noted: tuple[str, str] = ("", "")
+    evicted: str = ""  # what the supervisor saw it blocked in, when it moved it outside
 
     @property
     def label(self) -> str:
@@ -175,7 +149,7 @@ def current() -> tuple[Scheduler, ThreadRecord] | None:
     if sched is None:
         return None
     rec = sched.by_ident.get(_raw.get_ident())
-    if rec is None or rec.state == DONE:
+    if rec is None or rec.state is DONE or rec.state is UNWINDING:
         return None
     return sched, rec
 
@@ -217,6 +191,7 @@ class Scheduler:
         self.progress = 0
         self.decisions: list[Decision] = []
         self.trace: deque[Step] = deque(maxlen=TRACE_STEPS)
+        self.preempted_at: set[int] = set()  # steps after which the running thread was preempted
         self.failure: BaseException | None = None
         self.failure_thread: ThreadRecord | None = None
         self.aborted = False
@@ -265,13 +240,11 @@ class Scheduler:
     def name_resource(self, obj: object, prefix: str) -> None:
         """Name a primitive created during the run: the attribute or variable it was assigned to,
         as lock-order reports name it, with a short id (``Odb._odb_lock (R1)``), else the id."""
-        from ..lockorder._sites import lock_class_here
-
         number = self._counters.get(prefix, 0) + 1
         self._counters[prefix] = number
-        label = f"{prefix}{number}"
-        attr = lock_class_here(type(obj).__name__.removeprefix("Managed"), 0).attr
-        obj._fl_name = f"{attr} ({label})" if attr else label  # type: ignore[attr-defined]
+        kind = type(obj).__name__.removeprefix("Managed")
+        attr = _sites.lock_class_here(kind, 0).attr
+        obj._fl_name = _sites.lock_name(attr, prefix, number)  # type: ignore[attr-defined]
         obj._fl_site = site_of(user_frame(3))  # type: ignore[attr-defined]
 
     def new_thread(self, thread: threading.Thread | None) -> ThreadRecord:
@@ -279,7 +252,28 @@ class Scheduler:
         gate.acquire()
         rec = ThreadRecord(index=len(self.threads), thread=thread, gate=gate)
         self.threads.append(rec)
+        if self.aborted:
+            # The abort (Ctrl-C, a failure elsewhere) may have opened the gates before this
+            # thread was listed: open its own, so it unwinds instead of waiting forever.
+            with contextlib.suppress(RuntimeError):
+                gate.release()
         return rec
+
+    def run_managed(self, rec: ThreadRecord, target: Callable[[], object]) -> None:
+        """The body of a managed thread: wait for the baton, run ``target``, hand the baton on."""
+        exc: BaseException | None = None
+        hook = self.line_hook
+        try:
+            self.enter(rec)
+            if hook is not None:
+                hook.thread_enter()
+            target()
+        except BaseException as caught:
+            exc = caught
+        finally:
+            if hook is not None:
+                hook.thread_exit()
+            self.exit(rec, exc)
 
     def record_of(self, thread: threading.Thread) -> ThreadRecord | None:
         for rec in self.threads:
@@ -296,6 +290,9 @@ class Scheduler:
 
     def exit(self, rec: ThreadRecord, exc: BaseException | None) -> None:
         """Called last thing in a managed thread: hand the baton on."""
+        if rec.evicted and not self.aborted:
+            with contextlib.suppress(Abort):
+                self._back(rec)
         if exc is not None and not isinstance(exc, (Abort, SystemExit)) and not self.aborted:
             # (After an abort, errors are consequences of the unwinding, not failures.)
             self.fail(exc, rec)
@@ -319,6 +316,8 @@ class Scheduler:
         self, me: ThreadRecord, op: str, resource: object = None, site: str | None = None
     ) -> None:
         """A scheduling point in ``me`` (which holds the baton): maybe switch to another thread."""
+        if me.evicted:
+            self._back(me)
         if site is None:
             site = site_of(user_frame(3))
         self._note(me, op if resource is None else f"{op} {resource_name(resource)}", site)
@@ -326,6 +325,8 @@ class Scheduler:
 
     def preempt(self, me: ThreadRecord) -> None:
         """Force a switch to another runnable thread, if there is one (the Preempt action)."""
+        if me.evicted:
+            self._back(me)
         self._note(me, "preempt", site_of(user_frame(3)))
         self._schedule(me, force_other=True)
 
@@ -338,6 +339,8 @@ class Scheduler:
         timeout: float | None,
     ) -> bool:
         """Wait until ``pred()`` holds or ``timeout`` virtual seconds pass; True if it holds."""
+        if me.evicted:
+            self._back(me)
         me.state = BLOCKED
         me.pred = pred
         me.deadline = None if timeout is None else self.vtime + max(timeout, 0.0)
@@ -345,7 +348,23 @@ class Scheduler:
         me.resource = resource
         site = site_of(user_frame(3))
         text = f"{op} {resource_name(resource)}" if resource is not None else op
-        if me.noted != (text, site):
+        if op in BLOCKING_OPS:
+            shown = f"{op} (blocked)" + (
+                f" {resource_name(resource)}" if resource is not None else ""
+            )
+            last = self.trace[-1] if self.trace else None
+            if (
+                me.noted == (text, site)
+                and last is not None
+                and last.thread == me.index
+                and last.op == text
+            ):
+                # The operation's point was the last step: it blocked there, say so in place.
+                self.trace[-1] = last._replace(op=shown)
+                me.noted = (shown, site)
+            else:
+                self._note(me, shown, site)
+        elif me.noted != (text, site):
             self._note(me, text, site)  # not twice when the operation's point was just noted
         me.site = site
         try:
@@ -360,17 +379,55 @@ class Scheduler:
     def leave(self, me: ThreadRecord, op: str) -> None:
         """``me`` is about to block in a call the scheduler cannot see (a socket, select):
         let the other threads run meanwhile."""
+        if me.evicted:
+            self._back(me)
         self._note(me, op, site_of(user_frame(3)))
         me.state = OUTSIDE
         me.op = op
         self._schedule(me)
 
+    @contextlib.contextmanager
+    def outside(self, me: ThreadRecord, op: str) -> Iterator[None]:
+        """Run the body outside the scheduler (a call it cannot see into), then rejoin."""
+        self.leave(me, op)
+        try:
+            yield
+        finally:
+            self.rejoin(me)
+
+    def _back(self, me: ThreadRecord) -> None:
+        """``me`` was moved outside while in a call the scheduler cannot see, and has come back
+        to a scheduling point: wait for the baton before going on."""
+        self.rejoin(me)
+
+    def evict(self, me: ThreadRecord, what: str) -> bool:
+        """(The supervisor) ``me`` holds the baton but has sat in a call the scheduler cannot see
+        for ``EVICT_AFTER_S``: move it outside and let another thread run."""
+        with self._baton:
+            if self.aborted or self.current is not me or me.state != READY:
+                return False
+            me.state = OUTSIDE
+            me.evicted = what
+            self.steps += 1
+            self.trace.append(Step(self.steps, me.index, f"{what} (blocked)", me.site))
+            ready = [t for t in self._ready() if t is not me]
+            if not ready:
+                self.current = None  # the first thread to come back takes the baton
+                return True
+            nxt = ready[0]
+            self.current = nxt
+            self.progress += 1
+        nxt.gate.release()
+        return True
+
     def rejoin(self, me: ThreadRecord) -> None:
         """``me`` is back from outside: wait for the baton (or take it if nobody holds it)."""
         self.progress += 1
+        me.evicted = ""
         with self._baton:
             me.state = READY
             if self.aborted:
+                me.state = UNWINDING
                 raise Abort
             if self.current is None:
                 self.current = me
@@ -385,7 +442,7 @@ class Scheduler:
 
     def _note(self, me: ThreadRecord, op: str, site: str) -> None:
         if self.aborted:
-            raise Abort  # unwinding threads do not schedule, and do not clutter the trace
+            self._unwind(me)
         self.steps += 1
         me.site = site
         me.noted = (op, site)
@@ -408,12 +465,19 @@ class Scheduler:
                 out.append(t)
         return out
 
+    def _unwind(self, me: ThreadRecord) -> NoReturn:
+        """The run was stopped: raise Abort in ``me``, once; from then on it is an ordinary
+        thread (``current()`` no longer finds it), so its cleanup runs with real primitives."""
+        if me.state != DONE:
+            me.state = UNWINDING
+        raise Abort
+
     def _schedule(self, me: ThreadRecord, *, force_other: bool = False) -> None:
         if self.aborted:
-            raise Abort
+            self._unwind(me)
         self.progress += 1
         if self.progress > self.max_steps:
-            self._too_many_steps()
+            self._too_many_steps(me)
         ready = self._ready()
         if not ready:
             ready = self._stuck(me)
@@ -436,6 +500,8 @@ class Scheduler:
             self.decisions.append(Decision(len(alts), k, me_ready))
             nxt = alts[k]
         if nxt is not me:
+            if me_ready:
+                self.preempted_at.add(self.steps)  # the swimlane marks the step
             self.current = nxt
             nxt.gate.release()
             if me.state not in (DONE, OUTSIDE):
@@ -445,7 +511,7 @@ class Scheduler:
         me.gate.acquire()
         if self.aborted:
             me.gate.release()  # stays open: every later wait of this thread returns at once
-            raise Abort
+            self._unwind(me)
 
     def _stuck(self, me: ThreadRecord) -> list[ThreadRecord]:
         """No thread can run: advance virtual time, wait for unmanaged threads, or fail."""
@@ -463,10 +529,10 @@ class Scheduler:
                 if ready:
                     return ready
             if self.aborted:
-                raise Abort
+                self._unwind(me)
             body_done = self.threads[0].state == DONE
             if body_done and not self.foreign:
-                self._abandon()
+                self._abandon(me)
             if any(t.state == OUTSIDE for t in self.threads):
                 # A thread is in a call the scheduler cannot see (real I/O): free the baton; the
                 # first thread to come back takes it.
@@ -480,23 +546,23 @@ class Scheduler:
                 grace_end = _raw.monotonic() + self._grace()
             if _raw.monotonic() >= grace_end:
                 if body_done:
-                    self._abandon()
+                    self._abandon(me)
                 from .report import deadlock_message
 
                 self.fail(DeadlockError(deadlock_message(self, me)), me)
-                raise Abort
+                self._unwind(me)
             # An unmanaged thread may release what a managed one waits for: poll in real time.
             _raw.sleep(FOREIGN_POLL_S)
             ready = self._ready()
             if ready:
                 return ready
 
-    def _abandon(self) -> NoReturn:
+    def _abandon(self, me: ThreadRecord) -> NoReturn:
         """The body returned and what is left waits forever (workers nobody stopped): unwind
         them; the run passes."""
         self.abandoned = [t for t in self.threads if t.state != DONE]
         self._abort()
-        raise Abort
+        self._unwind(me)
 
     def _grace(self) -> float:
         """Real seconds to wait before "every managed thread is blocked" is a deadlock."""
@@ -509,9 +575,9 @@ class Scheduler:
                 return self.stall_timeout  # a thread outside the run holds it: wait for it
         return FOREIGN_GRACE_S
 
-    def _too_many_steps(self) -> None:
+    def _too_many_steps(self, me: ThreadRecord) -> None:
         if self.threads[0].state == DONE:
-            self._abandon()
+            self._abandon(me)
         self.fail(
             FaultlineError(
                 f"the run did not finish within {self.max_steps} scheduling steps: a livelock, an "
@@ -519,7 +585,7 @@ class Scheduler:
             ),
             self.current,
         )
-        raise Abort
+        self._unwind(me)
 
     # -- ending a run ----------------------------------------------------------------------------
 

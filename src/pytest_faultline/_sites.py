@@ -1,4 +1,9 @@
-"""Where things happen: lock classes (a lock's creation site) and stacks for reports.
+"""Where things happen, for every report: call sites, stacks, lock names, lock-factory chaining.
+
+One module for the thread scheduler's reports (``sched/report.py``, ``sched/runtime.py``) and the
+lock-order reports (``lockorder/graph.py``, ``lockorder/affinity.py``): one frame filter
+(:func:`is_plumbing`), one way to print a site (:func:`site`, relative to the rootdir), one way
+to name a lock (:func:`lock_name`: ``Bank._odb_lock (R1)``).
 
 Lockdep identifies a lock by its *class*, the place in the code that made it, so that every
 ``Account`` object's ``_lock`` is one node of the graph however many accounts exist. Here the
@@ -6,6 +11,11 @@ class is the first frame outside ``threading``/``queue`` (a ``Condition()`` made
 is attributed to the user's line, not to ``threading.py``) and, when the source line assigns
 the lock, the attribute it was assigned to (``self._odb_lock = threading.RLock()`` gives
 ``Bank._odb_lock``).
+
+A layer that replaces ``threading.Lock``/``RLock`` while another layer's factory is installed
+(the thread scheduler per run, under the lock-order watcher) must not drop that layer: the
+installed factory may carry a ``__faultline_rechain__`` function that wraps the new stand-in
+(:func:`rechain`).
 """
 
 from __future__ import annotations
@@ -17,18 +27,36 @@ import queue
 import re
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import CodeType, FrameType
+from typing import Any
 
 import _pytest
 import pluggy
 
-__all__ = ["Frame", "LockClass", "format_stack", "lock_class_here", "stack_at", "stack_here"]
+__all__ = [
+    "RECHAIN",
+    "Frame",
+    "LockClass",
+    "format_stack",
+    "is_plumbing",
+    "lock_class_here",
+    "lock_name",
+    "rechain",
+    "relative",
+    "set_root",
+    "site",
+    "stack_at",
+    "stack_here",
+    "user_frame",
+]
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Frames in these files are plumbing between the user's code and the lock: skipped when naming a
 # lock's class and when showing where a lock was taken.
 _PASS_THROUGH = frozenset({threading.__file__, queue.__file__})
+_FUTURES = os.sep + os.path.join("concurrent", "futures") + os.sep
 # Report stacks end where the test runner starts (everything further out is pytest's), and
 # leave out this package's own frames.
 _RUNNER_DIRS = tuple(
@@ -124,12 +152,9 @@ def lock_class_here(kind: str, depth: int) -> LockClass:
     """The class of a lock being made now; ``depth`` frames up is the factory's caller."""
     frame: FrameType | None = sys._getframe(depth + 1)
     inside = ""
-    while frame is not None and (
-        frame.f_code.co_filename in _PASS_THROUGH
-        or frame.f_code.co_filename.startswith(_PACKAGE_PREFIX)
-    ):
+    while frame is not None and is_plumbing(frame.f_code.co_filename):
         code = frame.f_code
-        if code.co_name == "__init__" and code.co_filename in _PASS_THROUGH:
+        if code.co_name == "__init__" and not code.co_filename.startswith(_PACKAGE_PREFIX):
             # The outermost wins: a Semaphore's lock, not its Condition's.
             qualname = getattr(code, "co_qualname", None)  # 3.11+; cheaper than f_locals
             if qualname:
@@ -235,7 +260,7 @@ def stack_at(
         filename = code.co_filename
         if filename.startswith(_RUNNER_DIRS):
             break
-        if filename not in _PASS_THROUGH and not filename.startswith(_PACKAGE_PREFIX):
+        if not is_plumbing(filename):
             pin = pins[depth] if depth < len(pins) else None
             lineno = line_at(code, pin) if pin is not None and pin >= 0 else frame.f_lineno or 0
             source = linecache.getline(code.co_filename, lineno).strip()
@@ -255,3 +280,86 @@ def format_stack(frames: tuple[Frame, ...], indent: str = "    ") -> str:
     if not frames:
         return f"{indent}(no frames outside the test runner)"
     return "\n".join(indent + line for f in frames for line in str(f).split("\n"))
+
+
+RECHAIN = "__faultline_rechain__"
+
+
+def rechain(current: Callable[..., Any], stand_in: Callable[..., Any]) -> Callable[..., Any]:
+    """What a layer patching ``threading.Lock``/``RLock`` should install instead of
+    ``stand_in``: ``stand_in`` itself, or, when ``current`` is a lock-order factory, a factory
+    wrapping ``stand_in()``'s locks, so lock order is still watched under that layer."""
+    make = getattr(current, RECHAIN, None)
+    return stand_in if make is None else make(stand_in)
+
+
+# -- one frame filter, one way to print a site ------------------------------------------------
+
+_ROOT = [os.getcwd()]
+_plumbing_cache: dict[str, bool] = {}
+
+
+def set_root(root: str) -> str:
+    """Sites in reports are shown relative to ``root`` (pytest's rootdir); returns the previous
+    root, to put back when that session ends (pytester runs sessions inside sessions)."""
+    previous = _ROOT[0]
+    _ROOT[0] = os.path.abspath(root)
+    return previous
+
+
+def relative(filename: str) -> str:
+    """``filename`` relative to the rootdir when it is below it, else as it is."""
+    path = os.path.abspath(filename)
+    root = _ROOT[0] + os.sep
+    return path[len(root) :] if path.startswith(root) else filename
+
+
+def is_plumbing(filename: str) -> bool:
+    """Frames between the user's code and a primitive: pytest-faultline's own, ``threading``,
+    ``queue`` and ``concurrent.futures``. Left out of sites and stacks."""
+    known = _plumbing_cache.get(filename)
+    if known is None:
+        known = (
+            filename in _PASS_THROUGH
+            or filename.startswith(_PACKAGE_PREFIX)
+            or os.path.abspath(filename).startswith(_PACKAGE_PREFIX)
+            or _FUTURES in filename
+        )
+        _plumbing_cache[filename] = known
+    return known
+
+
+def user_frame(depth: int = 2) -> FrameType | None:
+    """The innermost frame ``depth`` up that is not plumbing (:func:`is_plumbing`)."""
+    try:
+        frame: FrameType | None = sys._getframe(depth)
+    except ValueError:
+        return None
+    while frame is not None and is_plumbing(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
+
+
+def site(frame: FrameType | None) -> str:
+    """``path:line`` of ``frame``, the path relative to the rootdir; ``?`` without a frame."""
+    if frame is None:
+        return "?"
+    return f"{relative(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+LOCK_LETTERS = {
+    "Lock": "L",
+    "RLock": "R",
+    "Condition": "C",
+    "Semaphore": "S",
+    "BoundedSemaphore": "S",
+    "Event": "E",
+    "Barrier": "B",
+}
+
+
+def lock_name(name: str | None, kind: str, number: int) -> str:
+    """A lock (or other primitive) in every report: the attribute or variable it was assigned
+    to and a short id by kind and number, ``Bank._odb_lock (R1)``; just ``R1`` without a name."""
+    label = f"{LOCK_LETTERS.get(kind, kind[:1].upper())}{number}"
+    return f"{name} ({label})" if name else label
