@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-PORT_ERROR = "must be a whole number from 0 to 65535 (0: any free port), got {!r}"
+from .net.address import PORT_ERROR
 
 
 def _port(text: str) -> int:

@@ -6,7 +6,9 @@ Proxies (upstream, listen), socket-fault peers and the Toxiproxy API all read ad
 
 from __future__ import annotations
 
-__all__ = ["ADDRESS_HELP", "format_address", "split_address"]
+__all__ = ["ADDRESS_HELP", "PORT_ERROR", "format_address", "split_address"]
+
+PORT_ERROR = "must be a whole number from 0 to 65535 (0: any free port), got {!r}"
 
 ADDRESS_HELP = (
     "write 'host:port' (for example '127.0.0.1:6379' or '[::1]:6379') or (host, port), such as "

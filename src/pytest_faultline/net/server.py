@@ -19,8 +19,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .. import _raw
-from ..cli import PORT_ERROR
 from ._http import HTTPServer, Limits, Request, Response, error_response, json_response
+from .address import PORT_ERROR
 from .protocol import (
     ProxyConflict,
     ProxyError,
