@@ -406,13 +406,23 @@ class Faultline(FaultContext):
         return make_deferral(self, target, until=until, seconds=seconds)
 
     def explore(self, fn: Callable[[], object], **options: Any) -> Exploration:
-        """Run ``fn`` under many controlled thread interleavings (see ``thread_preemption``)."""
+        """Run ``fn`` under many controlled thread interleavings (see ``thread_preemption``);
+        a coroutine function under many asyncio task orders (see ``task_interleaving``)."""
+        if inspect.iscoroutinefunction(fn):
+            from . import aio
+
+            return aio.explore(self, fn, **options)
         from .sched import explore
 
         return explore(self, fn, **options)
 
     def replay(self, fn: Callable[[], object], token: str, **options: Any) -> Exploration:
-        """Run ``fn`` under the one schedule recorded in ``token``."""
+        """Run ``fn`` (a function or a coroutine function) under the one schedule recorded in
+        ``token``."""
+        if inspect.iscoroutinefunction(fn):
+            from . import aio
+
+            return aio.replay(self, fn, token, **options)
         from .sched import replay
 
         return replay(self, fn, token, **options)

@@ -25,7 +25,7 @@ __all__ = [
 
 STRATEGIES = ("random", "pct", "dfs")
 DEFAULT_STRATEGY = "pct"
-PREEMPT_MODES = ("sync", "lines")
+PREEMPT_MODES = ("sync", "lines", "awaits")
 DEFAULT_RUNS = 100
 DEFAULT_DEPTH = 3
 DEFAULT_STALL_S = 10.0
@@ -41,7 +41,8 @@ class ExploreOptions:
     """How an exploration searches: ``runs`` schedules (None: the ``--faultline-runs`` setting,
     else 100) chosen by ``strategy`` ("pct" with bug depth ``depth``, "random", or "dfs" with at
     most ``max_preemptions`` preemptions per schedule); scheduling points at synchronisation
-    operations (``preempt="sync"``) or also at every line of ``modules`` (``"lines"``); the
+    operations (``preempt="sync"``), also at every line of ``modules`` (``"lines"``, threads) or
+    at every ``await`` in ``modules`` (``"awaits"``, asyncio tasks); the
     search stops after ``budget`` seconds; a run that makes no progress for ``stall_timeout``
     seconds, or takes more than ``max_steps`` steps, is reported; a failure is shrunk unless
     ``shrink=False``."""
@@ -110,8 +111,14 @@ class ExploreOptions:
             )
         if self.preempt not in PREEMPT_MODES:
             raise error(
-                f"{where}: preempt must be 'sync' (switch at synchronisation operations) or "
-                f"'lines' (also at every line of modules=[...]), got {self.preempt!r}"
+                f"{where}: preempt must be 'sync' (switch at synchronisation operations), "
+                f"'lines' (also at every line of modules=[...]) or 'awaits' (asyncio: also at "
+                f"every await of modules=[...]), got {self.preempt!r}"
+            )
+        if self.preempt == "awaits" and not self.modules:
+            raise error(
+                f"{where}: preempt='awaits' needs modules=['pkg.mod', ...]: the modules whose "
+                f"every await becomes a scheduling point"
             )
         if self.preempt == "lines" and not self.modules:
             raise error(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import _points, _raw
 from ..decider import Decider, derive_seed
@@ -44,12 +44,37 @@ class RunOptions:
     clock: Any = None  # the test's running clock, if any
 
 
+class Lane(Protocol):
+    """A thread or an asyncio task as the reports show it."""
+
+    @property
+    def title(self) -> str: ...
+
+
+class RunLog(Protocol):
+    """What a run leaves for shrinking and reports, whether it scheduled threads
+    (:class:`~.runtime.Scheduler`) or asyncio tasks (``aio``'s controlled loop)."""
+
+    @property
+    def decisions(self) -> list[Decision]: ...
+    @property
+    def trace(self) -> Sequence[Step]: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def stalled(self) -> bool: ...
+    @property
+    def threads(self) -> Sequence[Lane]: ...
+    @property
+    def failure_thread(self) -> Lane | None: ...
+
+
 @dataclass
 class RunResult:
     """One run: its failure (if any), its decisions and the scheduler (for the report)."""
 
     decider: Decider
-    sched: Scheduler
+    sched: RunLog
     failure: BaseException | None
 
     @property

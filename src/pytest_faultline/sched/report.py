@@ -22,6 +22,8 @@ from .runtime import (
 if TYPE_CHECKING:
     from types import FrameType
 
+    from .explore import RunLog
+
 __all__ = ["deadlock_message", "stall_message", "swimlane"]
 
 SWIMLANE_STEPS = 24
@@ -175,7 +177,7 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "~"
 
 
-def swimlane(sched: Scheduler, steps: int = SWIMLANE_STEPS) -> str:
+def swimlane(sched: RunLog, steps: int = SWIMLANE_STEPS) -> str:
     """The last ``steps`` scheduling points, one column per thread."""
     trace: list[Step] = list(sched.trace)[-steps:]
     if not trace:
