@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._context import ServiceKey
 from ..decider import Decider, ReplayToken
-from ..errors import FaultlineError, ScenarioError
+from ..errors import DeadlockError, FaultlineError, ScenarioError
 from ..exploring import ExploreOptions
 from ..sched.explore import Exploration, RunResult
 from ..sched.integration import active_clock
@@ -94,6 +94,8 @@ def run_body(call: Callable[[], object], control: TaskControl) -> BaseException 
         return run_controlled(lambda: coro, control)
     if control.loop is None:
         raise FaultlineError(NEEDS_LOOP)
+    if failure is not None and not isinstance(failure, DeadlockError) and control.threads:
+        control.failure_thread = control.threads[0]
     _unwind_on(control)
     if isinstance(failure, KeyboardInterrupt):
         raise failure

@@ -138,7 +138,7 @@ class TaskControl:
         self.current: TaskLane | None = None
         self.jumps = 0
         self._lanes: dict[asyncio.Task[Any], TaskLane] = {}
-        self._callbacks: TaskLane | None = None
+        self._callbacks = TaskLane(-1, None, CALLBACKS)  # not a lane of the swimlane
         self._vtime = 0.0
         self._base = _raw.monotonic()
         self.executor_jobs = 0
@@ -179,9 +179,6 @@ class TaskControl:
         owner = getattr(handle._callback, "__self__", None)  # type: ignore[attr-defined]
         if isinstance(owner, asyncio.Task):
             return self.lane_of_task(owner)
-        if self._callbacks is None:
-            self._callbacks = TaskLane(len(self.threads), None, CALLBACKS)
-            self.threads.append(self._callbacks)
         return self._callbacks
 
     def lanes(self) -> list[TaskLane]:
@@ -190,43 +187,46 @@ class TaskControl:
     # -- choosing ----------------------------------------------------------------------------
 
     def choose(self, ready: list[asyncio.Handle]) -> int:
-        """The index in ``ready`` (the loop's ready queue, live handles) of the one to run."""
-        lanes = [self.lane_of(h) for h in ready]
-        order = list(range(len(ready)))
-        current_ready = False
-        if self.current is not None and self.current in lanes:
-            first = lanes.index(self.current)
-            order.remove(first)
-            order.insert(0, first)
-            current_ready = True
-        if len(order) == 1:
-            pick = 0
-        else:
-            me = self.current if self.current is not None else lanes[order[0]]
-            alts = [lanes[i] for i in order]
+        """The index in ``ready`` (the loop's ready queue, live handles) of the one to run.
+
+        Plain callbacks (future callbacks, transport events, ``call_soon``) run first and in
+        their order: asyncio's own bookkeeping relies on it (a future's callbacks run in the
+        order they were added). The choice is which task runs next: each ready task is one
+        alternative (its oldest handle), the task that ran last first.
+        """
+        first: dict[TaskLane, int] = {}
+        for i, handle in enumerate(ready):
+            lane = self.lane_of(handle)
+            if lane.task is None:
+                return self._took(ready, i, lane, False)
+            first.setdefault(lane, i)
+        alts = list(first)
+        current_ready = self.current is not None and self.current in first
+        if current_ready:
+            assert self.current is not None
+            alts.remove(self.current)
+            alts.insert(0, self.current)
+        pick = 0
+        if len(alts) > 1:
+            me = self.current if self.current is not None else alts[0]
             pick = self.strategy.pick(self, me, alts)
             if not 0 <= pick < len(alts):
                 pick = 0
             self.decisions.append(Decision(len(alts), pick, current_ready))
-        chosen = order[pick]
-        lane = lanes[chosen]
+        return self._took(ready, first[alts[pick]], alts[pick], len(alts) > 1)
+
+    def _took(self, ready: list[asyncio.Handle], i: int, lane: TaskLane, chosen: bool) -> int:
         self.steps += 1
         if self.steps > self.max_steps:
             raise FaultlineError(
                 f"the asyncio run took more than max_steps={self.max_steps} loop steps; a task "
                 f"loops without end (raise max_steps if the body is really that long)"
             )
-        handle = ready[chosen]
         if lane.task is not None:
-            op, site = "resume", task_site(lane.task)
-        else:
-            callback = handle._callback  # type: ignore[attr-defined]
-            op = getattr(callback, "__qualname__", None) or type(callback).__name__
-            site = "loop"
-        if len(order) > 1 or lane is not self.current:
-            self.trace.append(Step(self.steps, lane.index, op, site))
-        self.current = lane
-        return chosen
+            if chosen or lane is not self.current:
+                self.trace.append(Step(self.steps, lane.index, "resume", task_site(lane.task)))
+            self.current = lane
+        return i
 
 
 _ACTIVE: list[TaskControl | None] = [None]
@@ -267,7 +267,30 @@ class ControlledLoop(asyncio.SelectorEventLoop):
 
     def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
         super().__init__(selector)
-        self._fl_idle_since: float | None = None
+        self._fl_io: list[asyncio.Handle] = []  # I/O callbacks of the last poll, not yet run
+        # what a run opened, closed at its end whatever became of the code that opened it
+        self._fl_transports: list[asyncio.BaseTransport] = []
+        self._fl_servers: list[asyncio.AbstractServer] = []
+
+    def _make_socket_transport(self, *args: Any, **kwargs: Any) -> Any:
+        transport = super()._make_socket_transport(*args, **kwargs)  # type: ignore[misc]
+        self._fl_transports.append(transport)
+        return transport
+
+    async def create_server(self, *args: Any, **kwargs: Any) -> Any:
+        server = await super().create_server(*args, **kwargs)
+        self._fl_servers.append(server)
+        return server
+
+    def close_leftovers(self) -> None:
+        """Close the servers and connections a run left open."""
+        for server in self._fl_servers:
+            server.close()
+        for transport in self._fl_transports:
+            if not transport.is_closing():
+                transport.abort()  # type: ignore[attr-defined]
+        self._fl_servers.clear()
+        self._fl_transports.clear()
 
     def time(self) -> float:
         control = _ACTIVE[0]
@@ -301,7 +324,10 @@ class ControlledLoop(asyncio.SelectorEventLoop):
             handle = heapq.heappop(scheduled)
             handle._scheduled = False  # type: ignore[attr-defined]
         ready: deque[asyncio.Handle] = self._ready  # type: ignore[attr-defined]
-        self._fl_poll(0)
+        # The selector is level-triggered: polling again before the callbacks of the last poll
+        # ran would queue them twice (asyncio polls once per round of callbacks).
+        if not any(h in ready for h in self._fl_io):
+            self._fl_poll(0)
         if not ready and not self._stopping:  # type: ignore[attr-defined]
             self._fl_idle(control, scheduled, ready)
         end = self.time() + self._clock_resolution  # type: ignore[attr-defined]
@@ -318,8 +344,11 @@ class ControlledLoop(asyncio.SelectorEventLoop):
         chosen._run()
 
     def _fl_poll(self, timeout: float) -> int:
+        ready: deque[asyncio.Handle] = self._ready  # type: ignore[attr-defined]
+        before = len(ready)
         events = self._selector.select(timeout)  # type: ignore[attr-defined]
         self._process_events(events)  # type: ignore[attr-defined]
+        self._fl_io = list(ready)[before:]
         return len(events)
 
     def _fl_idle(
@@ -408,6 +437,7 @@ def _current_loop() -> asyncio.AbstractEventLoop | None:
 def _finish(loop: ControlledLoop) -> None:
     """Cancel what the run left pending, let it unwind (bounded), then close the loop."""
     try:
+        loop.set_exception_handler(_quiet_cancelled)
         for _ in range(3):
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
             if not pending:
@@ -419,6 +449,8 @@ def _finish(loop: ControlledLoop) -> None:
     except (asyncio.TimeoutError, asyncio.CancelledError, RuntimeError):
         pass
     try:
+        loop.close_leftovers()
+        loop.run_until_complete(asyncio.sleep(0))  # connection_lost callbacks run
         loop.run_until_complete(loop.shutdown_asyncgens())
         if sys.version_info >= (3, 12):
             loop.run_until_complete(loop.shutdown_default_executor(UNWIND_BOUND_S))
@@ -429,3 +461,10 @@ def _finish(loop: ControlledLoop) -> None:
 
 
 UNWIND_BOUND_S = 2.0
+
+
+def _quiet_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """While a run's leftover tasks are cancelled, their cancellation is not an error."""
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
