@@ -24,6 +24,7 @@ __all__ = [
     "PROCEED",
     "Action",
     "Call",
+    "Cancel",
     "Delay",
     "Disconnect",
     "Hit",
@@ -67,6 +68,12 @@ class Action:
 
     def perform(self, hit: Hit) -> Any:
         raise NotImplementedError
+
+    async def perform_async(self, hit: Hit) -> Any:
+        """The action at an armed coroutine function, inside it when it is awaited: by default
+        :meth:`perform`; actions that wait (``Delay``, ``Stall``) or switch (``Preempt``,
+        ``Cancel``) await instead of blocking the event loop."""
+        return self.perform(hit)
 
     def describe(self) -> str:
         return self.kind
@@ -122,6 +129,12 @@ class Delay(Action):
 
     def perform(self, hit: Hit) -> Any:
         time.sleep(self.seconds)
+        return PROCEED
+
+    async def perform_async(self, hit: Hit) -> Any:
+        import asyncio
+
+        await asyncio.sleep(self.seconds)  # loop time: virtual on faultline's loop
         return PROCEED
 
     def describe(self) -> str:
@@ -183,6 +196,19 @@ class Stall(Action):
             )
         return PROCEED
 
+    async def perform_async(self, hit: Hit) -> Any:
+        import asyncio
+
+        # The wait is a worker thread's, so the loop (and every other task) goes on meanwhile.
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, self._released.wait, self.timeout):
+            hit.faultline.record(
+                EventKind.STALL_TIMEOUT,
+                hit.target,
+                f"not released within {self.timeout}s; going on",
+            )
+        return PROCEED
+
     def release(self) -> None:
         """Let every stalled thread (and every later arrival) go on."""
         self._released.set()
@@ -203,6 +229,47 @@ class Preempt(Action):
 
     def perform(self, hit: Hit) -> Any:
         hit.faultline.run_handlers("preempt", hit)
+        return PROCEED
+
+    async def perform_async(self, hit: Hit) -> Any:
+        import asyncio
+
+        hit.faultline.run_handlers("preempt", hit)
+        await asyncio.sleep(0)  # a scheduling point of the controlled loop
+        return PROCEED
+
+
+@dataclass
+class Cancel(Action):
+    """Cancel the asyncio task that reaches the target: at an armed coroutine function the
+    ``CancelledError`` is raised inside it when it is awaited; at a point or a plain call it is
+    raised at the task's next ``await``."""
+
+    kind = "cancel"
+
+    def _task(self, hit: Hit) -> Any:
+        import asyncio
+
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:
+            task = None
+        if task is None:
+            raise FaultlineError(
+                f"Cancel() at {hit.target!r}: it was reached outside an asyncio task, so there "
+                f"is nothing to cancel; arm it on code that runs in a task"
+            )
+        return task
+
+    def perform(self, hit: Hit) -> Any:
+        self._task(hit).cancel(f"cancelled by faultline at {hit.target!r}")
+        return PROCEED
+
+    async def perform_async(self, hit: Hit) -> Any:
+        import asyncio
+
+        self._task(hit).cancel(f"cancelled by faultline at {hit.target!r}")
+        await asyncio.sleep(0)  # the CancelledError is raised here, inside the target
         return PROCEED
 
 

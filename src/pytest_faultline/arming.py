@@ -55,8 +55,19 @@ class Arming:
     def arrive(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Count an arrival; perform the action if it fires. Returns PROCEED or a value."""
         __tracebackhide__ = True
+        hit = self._count(args, kwargs)
+        return PROCEED if hit is None else self.action.perform(hit)
+
+    async def arrive_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """:meth:`arrive` at an armed coroutine function, inside it as it is awaited."""
+        __tracebackhide__ = True
+        hit = self._count(args, kwargs)
+        return PROCEED if hit is None else await self.action.perform_async(hit)
+
+    def _count(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hit | None:
+        """Count an arrival; the hit if the action fires."""
         if not self.active:
-            return PROCEED
+            return None
         with self._lock:
             count = self._arrivals.count + 1
             # Draw from the decider in force now, so an explored run's faults are its own.
@@ -69,14 +80,13 @@ class Arming:
                 self.fired += 1
             self._arrivals.arrive()
         if not fire:
-            return PROCEED
+            return None
         detail = self.action.describe()
         if kwargs and not args:
             detail += " " + ", ".join(f"{k}={v!r}" for k, v in list(kwargs.items())[:4])
         self.context.record(EventKind.of(self.action.kind), self.target, f"{detail} (hit {count})")
         thread = _raw.current_thread().name
-        hit = Hit(self.target, args, kwargs, count, thread, self.context, self)
-        return self.action.perform(hit)
+        return Hit(self.target, args, kwargs, count, thread, self.context, self)
 
     def wait(self, n: int = 1, timeout: float = _raw.WAIT_BOUND_S) -> bool:
         """Block until the target has been reached ``n`` times in all; False on timeout.
@@ -84,6 +94,16 @@ class Arming:
         Use it instead of sleeping to know that another thread got to the target.
         """
         return self._arrivals.wait(n, timeout)
+
+    async def wait_async(self, n: int = 1, timeout: float = _raw.WAIT_BOUND_S) -> bool:
+        """:meth:`wait` for async code: awaits (the loop and its other tasks go on) until the
+        target has been reached ``n`` times in all; False after ``timeout`` real seconds."""
+        import asyncio
+
+        if self._arrivals.count >= n:
+            return True
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._arrivals.wait, n, timeout)
 
     def release(self) -> None:
         """Let threads held by a :class:`~pytest_faultline.actions.Stall` go on."""

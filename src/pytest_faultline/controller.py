@@ -252,6 +252,9 @@ class Faultline(FaultContext):
         path = call_target.path
 
         def make_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
+            if inspect.iscoroutinefunction(original):
+                return self._async_wrapper(path, original)
+
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 __tracebackhide__ = True
                 result = self._dispatch(path, args, kwargs)
@@ -263,6 +266,21 @@ class Faultline(FaultContext):
 
         call_target.install(make_wrapper)
         self.undo.push(call_target.restore, f"restore {path}")
+
+    def _async_wrapper(self, path: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        """An armed coroutine function: the actions happen when it is awaited, inside it."""
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            with self._events_lock:
+                self._arrivals[path] = self._arrivals.get(path, 0) + 1
+            for arming in list(self._armings.get(path, ())):
+                result = await arming.arrive_async(args, kwargs)
+                if result is not PROCEED:
+                    return result
+            return await original(*args, **kwargs)
+
+        return wrapper
 
     def armings(self, target: str | None = None) -> list[Arming]:
         """Every arming of this test, or those of ``target``."""

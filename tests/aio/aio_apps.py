@@ -77,3 +77,18 @@ async def slow_frames(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     await writer.drain()
     await reader.read()  # until the client closes
     writer.close()
+
+
+class Store:
+    """An async storage client: the target of armed actions in the tests."""
+
+    def __init__(self) -> None:
+        self.saved: list[str] = []
+
+    async def load(self, key: str) -> str:
+        await asyncio.sleep(0)
+        return key.upper()
+
+    async def save(self, value: str) -> None:
+        await asyncio.sleep(0)
+        self.saved.append(value)

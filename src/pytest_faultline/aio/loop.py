@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import math
 import os
 import selectors
 import sys
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["IO_SETTLE_S", "ControlledLoop", "TaskControl", "TaskLane", "active_control"]
 
 IO_SETTLE_S = 0.02  # real time given to I/O in flight before virtual time jumps
+US_PER_S = 1_000_000
+DUE_SLACK_S = 1e-6  # timers this close are due: the test's clock counts microseconds
 TRACE_STEPS = 200
 CALLBACKS = "loop callbacks"
 
@@ -159,7 +162,8 @@ class TaskControl:
             return
         self.jumps += 1
         if self.clock is not None:
-            self.clock.advance(delta, wait=False)
+            # The clock counts whole microseconds (datetime): round up so the timer is due.
+            self.clock.advance(math.ceil(delta * US_PER_S) / US_PER_S, wait=False)
         else:
             self._vtime += delta
 
@@ -330,7 +334,7 @@ class ControlledLoop(asyncio.SelectorEventLoop):
             self._fl_poll(0)
         if not ready and not self._stopping:  # type: ignore[attr-defined]
             self._fl_idle(control, scheduled, ready)
-        end = self.time() + self._clock_resolution  # type: ignore[attr-defined]
+        end = self.time() + max(self._clock_resolution, DUE_SLACK_S)  # type: ignore[attr-defined]
         while scheduled and scheduled[0]._when < end:  # type: ignore[attr-defined]
             handle = heapq.heappop(scheduled)
             handle._scheduled = False  # type: ignore[attr-defined]
