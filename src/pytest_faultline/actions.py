@@ -182,6 +182,8 @@ class Stall(Action):
     timeout: float = STALL_BOUND_S
     kind = "stall"
     _released: _raw.RawEvent = field(default_factory=_raw.RawEvent, init=False, repr=False)
+    _waiters: list[tuple[Any, Any]] = field(default_factory=list, init=False, repr=False)
+    _waiters_lock: Any = field(default_factory=_raw.allocate_lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
@@ -199,9 +201,18 @@ class Stall(Action):
     async def perform_async(self, hit: Hit) -> Any:
         import asyncio
 
-        # The wait is a worker thread's, so the loop (and every other task) goes on meanwhile.
+        if self._released.is_set():
+            return PROCEED
+        # A future the release resolves: the task awaits, the loop and its other tasks go on.
         loop = asyncio.get_running_loop()
-        if not await loop.run_in_executor(None, self._released.wait, self.timeout):
+        future: asyncio.Future[None] = loop.create_future()
+        with self._waiters_lock:
+            self._waiters.append((loop, future))
+        if self._released.is_set():  # released meanwhile, from another thread
+            self._wake()
+        try:
+            await asyncio.wait_for(future, self.timeout)  # loop time
+        except asyncio.TimeoutError:
             hit.faultline.record(
                 EventKind.STALL_TIMEOUT,
                 hit.target,
@@ -209,9 +220,17 @@ class Stall(Action):
             )
         return PROCEED
 
+    def _wake(self) -> None:
+        with self._waiters_lock:
+            waiters, self._waiters[:] = list(self._waiters), []
+        for loop, future in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, future)
+
     def release(self) -> None:
-        """Let every stalled thread (and every later arrival) go on."""
+        """Let every stalled thread or task (and every later arrival) go on."""
         self._released.set()
+        self._wake()
 
     @property
     def released(self) -> bool:
@@ -292,6 +311,11 @@ class Watch(Action):
 
     def perform(self, hit: Hit) -> Any:
         return PROCEED
+
+
+def _resolve(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 ACTION_HELP = (

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _raw
 from ._context import EventKind
-from .actions import PROCEED, Action, Hit, Stall
+from .actions import PROCEED, Action, Hit, Stall, _resolve
 
 if TYPE_CHECKING:
     from ._context import FaultContext
@@ -41,6 +41,7 @@ class Arming:
         self._source = f"arm:{target}#{index}"
         self._arrivals = _raw.CountLatch()
         self._lock = _raw.allocate_lock()
+        self._async_waiters: list[tuple[int, Any, Any]] = []  # wait_async: (n, loop, future)
 
     def __repr__(self) -> str:
         return (
@@ -79,6 +80,8 @@ class Arming:
             if fire:
                 self.fired += 1
             self._arrivals.arrive()
+            if self._async_waiters:
+                self._wake_async()
         if not fire:
             return None
         detail = self.action.describe()
@@ -97,13 +100,29 @@ class Arming:
 
     async def wait_async(self, n: int = 1, timeout: float = _raw.WAIT_BOUND_S) -> bool:
         """:meth:`wait` for async code: awaits (the loop and its other tasks go on) until the
-        target has been reached ``n`` times in all; False after ``timeout`` real seconds."""
+        target has been reached ``n`` times in all; False after ``timeout`` seconds of loop
+        time (virtual on faultline's loop)."""
         import asyncio
 
-        if self._arrivals.count >= n:
-            return True
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self._arrivals.wait, n, timeout)
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self._arrivals.count >= n:
+                return True
+            self._async_waiters.append((n, loop, future))
+        try:
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            return self._arrivals.count >= n
+        return True
+
+    def _wake_async(self) -> None:
+        count = self._arrivals.count
+        woken = [w for w in self._async_waiters if w[0] <= count]
+        self._async_waiters = [w for w in self._async_waiters if w[0] > count]
+        for _, loop, future in woken:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, future)
 
     def release(self) -> None:
         """Let threads held by a :class:`~pytest_faultline.actions.Stall` go on."""

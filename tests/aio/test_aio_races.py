@@ -164,7 +164,10 @@ def timeout_mid_message(naive: bool) -> Body:
         port = server.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         frames = FrameReader(reader)
-        read = (lambda: read_frame(reader)) if naive else frames.read_frame
+
+        async def read() -> bytes:
+            return await (read_frame(reader) if naive else frames.read_frame())
+
         try:
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(read(), timeout=1.0)
