@@ -30,8 +30,9 @@ TASK_STREAM = "sched"  # the same recorded stream as threads: one token format
 AIO_PATCHES: ServiceKey[bool] = ServiceKey("aio.patches")
 
 NEEDS_LOOP = (
-    "task_interleaving: the test body ran on an event loop that is not faultline's, so no task "
-    "order was explored. Under pytest-asyncio, let faultline provide the loop (pytest-asyncio "
+    "task_interleaving: the test body did not run on faultline's event loop, so no task order "
+    "was explored. The scenario is for async def tests (threads: use thread_preemption). Under "
+    "pytest-asyncio, let faultline provide the loop (pytest-asyncio "
     ">= 1.4: faultline answers its pytest_asyncio_loop_factories hook for tests marked "
     "task_interleaving; do not select another factory with mark.asyncio(loop_factories=...)), "
     "or drop the asyncio mark and let faultline run the async def test itself"
