@@ -432,10 +432,11 @@ def run_controlled(
 
 
 def _current_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:
-        return None
+    """The thread's current event loop, if one is set. Not ``policy.get_event_loop()``: on the
+    main thread of 3.10/3.11 that creates (and leaks) a loop when none is set."""
+    local = getattr(asyncio.get_event_loop_policy(), "_local", None)
+    loop = getattr(local, "_loop", None)
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
 
 
 def _finish(loop: ControlledLoop) -> None:
