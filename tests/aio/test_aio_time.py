@@ -85,3 +85,20 @@ def test_loop_time_follows_the_clock(faultline: Faultline) -> None:
         assert loop.time() == pytest.approx(clock.monotonic())
 
     assert faultline.explore(body, runs=1).passed
+
+
+@pytest.mark.faultline("clock_jump", at="aio_apps:Store.save", seconds=120)
+def test_clock_jump_on_async_code_fires_the_timeout(faultline: Faultline) -> None:
+    """A clock jump inside an awaited call: the loop's 60 s timeout fires, in order."""
+    from aio_apps import Store
+
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        expired = loop.create_future()
+        loop.call_later(60, expired.set_result, "expired")
+        await Store().save("row")
+        assert loop.time() - start >= 120
+        assert await asyncio.wait_for(expired, timeout=1) == "expired"
+
+    assert faultline.explore(body, runs=2).passed
