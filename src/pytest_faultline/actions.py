@@ -321,7 +321,7 @@ def _resolve(future: Any) -> None:
 ACTION_HELP = (
     "an action is an exception class or instance (raised), a callable (called with the target's "
     "arguments), or one of pytest_faultline.actions: Raise, Delay, Return, Call, Stall, Preempt, "
-    "Disconnect, Watch"
+    "Cancel, Disconnect, Watch"
 )
 
 
