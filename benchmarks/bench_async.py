@@ -145,7 +145,7 @@ def child(tool: str, name: str, start: float) -> None:
             fl.close()
         failed, schedules = found.failure is not None, found.schedules
     else:
-        import frontrun
+        import frontrun  # type: ignore[import-untyped,unused-ignore]
 
         imported = time.perf_counter()
         setup, tasks, invariant = RACES[name]
