@@ -1,9 +1,12 @@
 """Benchmark of the embedded fault proxy without toxics, against a direct loopback connection.
 
-Prints ``proxy throughput ratio: X`` (64 MiB bulk transfer, through the proxy / direct; target
->= 0.7), ``proxy added rtt: X us`` (median 1-byte ping-pong, proxy minus direct; target < 60),
-and the result of 200 concurrent connections through one proxy (all bytes echoed back intact,
-one proxy thread). Run: ``PYTHONPATH=src python benchmarks/bench_proxy.py``.
+Prints ``proxy throughput ratio: X`` (64 MiB bulk transfer, direct time / proxied time, best of
+each over alternating runs, and the median of the per-pair ratios; target >= 0.9), ``proxy added
+rtt: X us`` (median 1-byte ping-pong, proxy minus direct, best of alternating runs; target
+<= 20), the same for a plain threaded relay (the reference: what two threads per connection
+reach on the same machine at the same moment) and, when ``toxiproxy-server`` is on PATH, for a
+real Toxiproxy; and the result of 200 concurrent connections through one proxy (all bytes
+echoed back intact, one proxy thread). Run: ``PYTHONPATH=src python benchmarks/bench_proxy.py``.
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import shutil
 import socket
 import statistics
+import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
@@ -25,7 +31,7 @@ BLOCK = 1 << 20
 PING_ROUNDS = 3000
 CONNECTIONS = 200
 PER_CONNECTION = 64 * 1024
-REPEATS = 5
+REPEATS = 7
 TIMEOUT_S = 60.0
 
 Address = tuple[str, int]
@@ -207,33 +213,92 @@ def concurrent(proxy: EmbeddedProxy) -> tuple[int, int]:
     return intact, threads
 
 
+@contextmanager
+def real_toxiproxy(upstream: Address) -> Iterator[Address | None]:
+    """A proxy on a real ``toxiproxy-server`` (started here) in front of ``upstream``, or None
+    when there is none on PATH."""
+    binary = shutil.which("toxiproxy-server")
+    if binary is None:
+        yield None
+        return
+    from pytest_faultline.net.toxiproxy import ToxiproxyClient
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [binary, "-host", "127.0.0.1", "-port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/version", timeout=1.0):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("toxiproxy-server did not start") from None
+                time.sleep(0.05)  # polling a starting process: no event to wait on
+        proxy = ToxiproxyClient(url).create_proxy("bench", upstream)
+        yield proxy.listen
+    finally:
+        process.terminate()
+        process.wait(10.0)
+
+
+def compare(name: str, direct: list[float], other: list[float]) -> str:
+    """``direct / other`` best of each, and the median of the per-pair ratios."""
+    pairs = statistics.median(d / o for d, o in zip(direct, other, strict=True))
+    return f"{name}: {min(direct) / min(other):.2f} (median of pairs {pairs:.2f})"
+
+
 def main() -> None:
-    with serve(sink) as sink_address, EmbeddedProxy(sink_address, name="bench") as proxy:
-        # Alternate the two, best of each: the machine is shared, so a slow moment must not
-        # land on one side only.
-        direct, proxied, relayed = float("inf"), float("inf"), float("inf")
+    mib = BULK_BYTES / (1 << 20)
+    with (
+        serve(sink) as sink_address,
+        EmbeddedProxy(sink_address, name="bench") as proxy,
+        real_toxiproxy(sink_address) as toxiproxy,
+    ):
+        # Alternate, so that a slow moment of the shared machine does not land on one side only.
+        runs: dict[str, list[float]] = {"direct": [], "proxy": [], "relay": [], "toxiproxy": []}
         relay = ThreadedRelay(sink_address)
         try:
             for _ in range(REPEATS):
-                direct = min(direct, bulk(sink_address))
-                proxied = min(proxied, bulk(proxy.listen))
-                relayed = min(relayed, bulk(relay.listen))
+                runs["direct"].append(bulk(sink_address))
+                runs["proxy"].append(bulk(proxy.listen))
+                runs["relay"].append(bulk(relay.listen))
+                if toxiproxy is not None:
+                    runs["toxiproxy"].append(bulk(toxiproxy))
         finally:
             relay.close()
-    mib_s = BULK_BYTES / (1 << 20)
-    print(f"direct loopback: {mib_s / direct:8.0f} MiB/s")
-    print(f"through proxy:   {mib_s / proxied:8.0f} MiB/s")
-    print(f"plain threaded relay (reference): {mib_s / relayed:8.0f} MiB/s")
-    print(f"reference threaded relay ratio: {direct / relayed:.2f}")
-    print(f"proxy throughput ratio: {direct / proxied:.2f}")
+    print(f"direct loopback: {mib / min(runs['direct']):8.0f} MiB/s")
+    print(f"through proxy:   {mib / min(runs['proxy']):8.0f} MiB/s")
+    print(f"plain threaded relay (reference): {mib / min(runs['relay']):8.0f} MiB/s")
+    print(compare("reference threaded relay ratio", runs["direct"], runs["relay"]))
+    if runs["toxiproxy"]:
+        print(compare("real toxiproxy ratio", runs["direct"], runs["toxiproxy"]))
+    print(compare("proxy throughput ratio", runs["direct"], runs["proxy"]))
 
     with serve(echo) as echo_address, EmbeddedProxy(echo_address, name="bench") as proxy:
-        direct_rtt, proxied_rtt = float("inf"), float("inf")
-        for _ in range(REPEATS):
-            direct_rtt = min(direct_rtt, ping(echo_address))
-            proxied_rtt = min(proxied_rtt, ping(proxy.listen))
-        print(f"direct rtt: {direct_rtt * 1e6:.1f} us, through proxy: {proxied_rtt * 1e6:.1f} us")
-        print(f"proxy added rtt: {(proxied_rtt - direct_rtt) * 1e6:.1f} us")
+        rtt: dict[str, float] = {"direct": float("inf"), "proxy": float("inf")}
+        relay = ThreadedRelay(echo_address)
+        rtt["relay"] = float("inf")
+        try:
+            for _ in range(REPEATS):
+                rtt["direct"] = min(rtt["direct"], ping(echo_address))
+                rtt["proxy"] = min(rtt["proxy"], ping(proxy.listen))
+                rtt["relay"] = min(rtt["relay"], ping(relay.listen))
+        finally:
+            relay.close()
+        print(
+            f"direct rtt: {rtt['direct'] * 1e6:.1f} us, through proxy: "
+            f"{rtt['proxy'] * 1e6:.1f} us, through the threaded relay: {rtt['relay'] * 1e6:.1f} us"
+        )
+        print(f"reference threaded relay added rtt: {(rtt['relay'] - rtt['direct']) * 1e6:.1f} us")
+        print(f"proxy added rtt: {(rtt['proxy'] - rtt['direct']) * 1e6:.1f} us")
         start = time.perf_counter()
         intact, threads = concurrent(proxy)
         elapsed = time.perf_counter() - start

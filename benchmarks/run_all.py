@@ -156,6 +156,24 @@ def sched_table(output: str) -> list[Figure]:
     return figures
 
 
+def sched_cold(output: str) -> list[Figure]:
+    """One figure per row of bench_sched's cold-start table: faultline's cold time to the first
+    failing schedule over the fastest peer's (<= 1), when a peer was compared."""
+    figures: list[Figure] = []
+    lines = output.splitlines()
+    headers = [i for i, line in enumerate(lines) if line.startswith("bug ") and "best peer" in line]
+    if not headers:
+        return figures
+    for line in lines[headers[0] + 2 :]:  # skip the header and its rule
+        if not line.strip() or line.startswith("import ms"):
+            break
+        ratio = line.split()[-2]
+        if ratio != "-":
+            label = f"cold / best peer: {line[:26].strip()}"
+            figures.append(Figure(label, _float(ratio), "<=", 1.0))
+    return figures
+
+
 def _lost(match: re.Match[str]) -> float:
     return _float(match.group(2)) - _float(match.group(1))
 
@@ -186,13 +204,13 @@ BENCHMARKS: tuple[Benchmark, ...] = (
                 "proxy throughput / direct loopback",
                 r"proxy throughput ratio: ([\d.]+)",
                 ">=",
-                0.7,
+                0.9,
             ),
             Metric(
                 "proxy added round trip (median)",
                 r"proxy added rtt: (-?[\d.]+) us",
-                "<",
-                60.0,
+                "<=",
+                20.0,
                 " us",
             ),
             Metric(
@@ -222,9 +240,18 @@ BENCHMARKS: tuple[Benchmark, ...] = (
                 2000.0,
             ),
         ),
-        parsers=(sched_table,),
+        parsers=(sched_table, sched_cold),
         min_parsed=1,
-        quick_args=("--seeds", "3", "--stress-cap", "0.3", "--stress-attempts", "1"),
+        quick_args=(
+            "--seeds",
+            "3",
+            "--cold-seeds",
+            "1",
+            "--stress-cap",
+            "0.3",
+            "--stress-attempts",
+            "1",
+        ),
     ),
     Benchmark(
         "bench_lockorder.py",
@@ -241,6 +268,22 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ),
         quick_args=("--rounds", "1"),
         quick_overrides={"NUMBER": 20_000, "REPEAT": 2},
+    ),
+)
+
+BENCHMARKS += (
+    Benchmark(
+        "bench_sweep.py",
+        (
+            Metric(
+                "single-fault sweep of an example test (slowest)",
+                r"single-fault sweep, slowest example: ([\d.]+) s",
+                "<",
+                5.0,
+                " s",
+            ),
+        ),
+        quick_args=("--rounds", "1"),
     ),
 )
 

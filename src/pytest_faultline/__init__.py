@@ -15,11 +15,18 @@ from .errors import (
     FaultlineWarning,
     InjectedFault,
     LockOrderError,
+    ProxyConflict,
+    ProxyError,
+    ProxyNotFound,
+    ProxyServerError,
     ReplayTokenError,
     ScenarioError,
     TargetError,
     ThreadAffinityError,
+    ToxicBadRequest,
+    ToxiproxyUnreachable,
     UnreachedPointWarning,
+    UnsupportedFault,
 )
 from .registry import REGISTRY, scenario
 
@@ -34,6 +41,7 @@ if TYPE_CHECKING:
     from .lockorder import LockOrder
     from .net import Proxy, SocketFault, SocketFaults, Toxic
     from .sched import Exploration
+    from .sweep import Sweep
 
 __version__ = "0.1.0.dev0"
 
@@ -55,15 +63,23 @@ __all__ = [
     "LockOrder",
     "LockOrderError",
     "Proxy",
+    "ProxyConflict",
+    "ProxyError",
+    "ProxyNotFound",
+    "ProxyServerError",
     "ReplayToken",
     "ReplayTokenError",
     "ScenarioError",
     "SocketFault",
     "SocketFaults",
+    "Sweep",
     "TargetError",
     "ThreadAffinityError",
     "Toxic",
+    "ToxicBadRequest",
+    "ToxiproxyUnreachable",
     "UnreachedPointWarning",
+    "UnsupportedFault",
     "actions",
     "point",
     "scenario",
@@ -86,6 +102,7 @@ _LAZY = {
     "SocketFault": ("pytest_faultline.net.sockets", "SocketFault"),
     "SocketFaults": ("pytest_faultline.net.sockets", "SocketFaults"),
     "ReplayToken": ("pytest_faultline.decider", "ReplayToken"),
+    "Sweep": ("pytest_faultline.sweep.api", "Sweep"),
 }
 
 

@@ -92,6 +92,9 @@ class EventKind(str, enum.Enum):
     LOCK_ORDER = ("lock-order", True)
     AFFINITY_VIOLATION = ("thread-affinity", True)
     CONFINE = ("confine", False)  # an object confined, transferred, or types watched
+    # fault-space sweeps
+    SWEEP = ("sweep", False)  # summary of a sweep that found nothing
+    SWEEP_FAILURE = ("sweep-failure", True)  # a swept fault the code did not survive
     # the rest
     SCENARIO = ("scenario", False)
     NOTE = ("note", False)

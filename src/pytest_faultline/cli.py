@@ -6,6 +6,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+PORT_ERROR = "must be a whole number from 0 to 65535 (0: any free port), got {!r}"
+
+
+def _port(text: str) -> int:
+    """``--port``: a TCP port, checked before anything starts."""
+    try:
+        port = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(PORT_ERROR.format(text)) from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(PORT_ERROR.format(text))
+    return port
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="faultline", description="pytest-faultline tools")
@@ -14,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve", help="run the embedded fault proxy behind a Toxiproxy-compatible HTTP API"
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8474, help="API port (8474, as Toxiproxy)")
+    serve.add_argument("--port", type=_port, default=8474, help="API port (8474, as Toxiproxy)")
     args = parser.parse_args(argv)
     if args.command == "serve":
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import random
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .lockorder import LockOrder
     from .net import Proxy, SocketFaults
     from .sched import Exploration
+    from .sweep import Sweep
 
 __all__ = ["Arming", "FaultEvent", "Faultline", "UndoStack"]
 
@@ -444,6 +445,37 @@ class Faultline(FaultContext):
         from .sched import replay
 
         return replay(self, fn, token, **options)
+
+    def sweep(
+        self,
+        fn: Callable[[], object],
+        *,
+        kinds: Sequence[str | type[BaseException]] | str | None = None,
+        targets: list[str] | None = None,
+        budget: float | None = None,
+        max_runs: int | None = None,
+        pairs: bool = False,
+        verify: bool = True,
+        raises: bool = True,
+        progress: Callable[[str], object] | None = None,
+    ) -> Sweep:
+        """Run ``fn`` once to record its fault sites, then once per site and kind (see the
+        ``fault_sweep`` scenario); raise the first failure with the report attached, or return
+        the :class:`~pytest_faultline.sweep.Sweep` (``raises=False``)."""
+        from .sweep.api import sweep
+
+        return sweep(
+            self,
+            fn,
+            raises=raises,
+            progress=progress,
+            kinds=kinds,
+            targets=targets,
+            budget=budget,
+            max_runs=max_runs,
+            pairs=pairs,
+            verify=verify,
+        )
 
     def confine(self, obj: T, *, allow: Any = None) -> T:
         """Confine ``obj`` to the current thread: use from another thread raises, except from

@@ -213,6 +213,14 @@ class Decider:
         """A ``random.Random`` seeded from ``(seed, source)`` for free-form use."""
         return random.Random(derive_seed(self.seed, source))
 
+    def pin(self, source: str, values: list[Choice]) -> None:
+        """Record ``values`` as choices of the recorded stream ``source``, so they travel in the
+        token: choices made outside the streams (which fault a sweep's run injects) come back
+        from ``token_in.choices[source]`` on replay."""
+        stream = self.stream(source, recorded=True)
+        with stream._lock:
+            stream.choices.extend(values)
+
     def note_divergence(self, message: str) -> None:
         self.divergences.append(message)
 

@@ -12,11 +12,18 @@ __all__ = [
     "FaultlineWarning",
     "InjectedFault",
     "LockOrderError",
+    "ProxyConflict",
+    "ProxyError",
+    "ProxyNotFound",
+    "ProxyServerError",
     "ReplayTokenError",
     "ScenarioError",
     "TargetError",
     "ThreadAffinityError",
+    "ToxicBadRequest",
+    "ToxiproxyUnreachable",
     "UnreachedPointWarning",
+    "UnsupportedFault",
 ]
 
 
@@ -55,6 +62,45 @@ class ThreadAffinityError(FaultlineError):
     """An object confined to one thread was used from another."""
 
 
+class ProxyError(FaultlineError):
+    """A proxy or toxic operation failed; ``status`` is the matching Toxiproxy HTTP status."""
+
+    status = 500
+
+
+class ToxicBadRequest(ProxyError):
+    """Bad input: an unknown toxic type or stream, a bad attribute, a malformed address."""
+
+    status = 400
+
+
+class ProxyNotFound(ProxyError):
+    """No proxy or toxic of that name."""
+
+    status = 404
+
+
+class ProxyConflict(ProxyError):
+    """A proxy or toxic of that name exists already."""
+
+    status = 409
+
+
+class ProxyServerError(ProxyError):
+    """The proxy could not do it (a port in use, an unreachable Toxiproxy server, ...)."""
+
+    status = 500
+
+
+class ToxiproxyUnreachable(ProxyServerError):
+    """No Toxiproxy server answers at the URL (nothing listens, or the host is unknown)."""
+
+
+class UnsupportedFault(ToxicBadRequest):
+    """A fault the chosen proxy backend cannot perform (a deterministic cut asked of a
+    Toxiproxy server, which has no such toxic): the message names the embedded backend."""
+
+
 class FaultlineWarning(UserWarning):
     """Base of pytest-faultline's warnings."""
 
@@ -72,6 +118,13 @@ for _cls in (
     DeadlockError,
     LockOrderError,
     ThreadAffinityError,
+    ProxyError,
+    ToxicBadRequest,
+    ProxyNotFound,
+    ProxyConflict,
+    ProxyServerError,
+    ToxiproxyUnreachable,
+    UnsupportedFault,
     FaultlineWarning,
     UnreachedPointWarning,
 ):

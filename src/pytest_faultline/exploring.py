@@ -24,8 +24,8 @@ __all__ = [
 ]
 
 STRATEGIES = ("random", "pct", "dfs")
-DEFAULT_STRATEGY = "pct"
-PREEMPT_MODES = ("sync", "lines", "awaits")
+DEFAULT_STRATEGY = "random"  # fewest schedules on the benchmark's bugs (bench_sched.py)
+PREEMPT_MODES = ("sync", "lines", "bytecode", "awaits")
 DEFAULT_RUNS = 100
 DEFAULT_DEPTH = 3
 DEFAULT_STALL_S = 10.0
@@ -39,10 +39,11 @@ def _whole(value: object, low: int) -> bool:
 @dataclass(frozen=True)
 class ExploreOptions:
     """How an exploration searches: ``runs`` schedules (None: the ``--faultline-runs`` setting,
-    else 100) chosen by ``strategy`` ("pct" with bug depth ``depth``, "random", or "dfs" with at
+    else 100) chosen by ``strategy`` ("random", "pct" with bug depth ``depth``, or "dfs" with at
     most ``max_preemptions`` preemptions per schedule); scheduling points at synchronisation
-    operations (``preempt="sync"``), also at every line of ``modules`` (``"lines"``, threads) or
-    at every ``await`` in ``modules`` (``"awaits"``, asyncio tasks); the
+    operations (``preempt="sync"``), also at every line of ``modules`` (``"lines"``), also
+    between the bytecodes of ``modules`` that touch shared state (``"bytecode"``), or, for
+    asyncio tasks, at every ``await`` in ``modules`` (``"awaits"``); the
     search stops after ``budget`` seconds; a run that makes no progress for ``stall_timeout``
     seconds, or takes more than ``max_steps`` steps, is reported; a failure is shrunk unless
     ``shrink=False``."""
@@ -112,19 +113,21 @@ class ExploreOptions:
         if self.preempt not in PREEMPT_MODES:
             raise error(
                 f"{where}: preempt must be 'sync' (switch at synchronisation operations), "
-                f"'lines' (also at every line of modules=[...]) or 'awaits' (asyncio: also at "
-                f"every await of modules=[...]), got {self.preempt!r}"
+                f"'lines' (also at every line of modules=[...]), 'bytecode' (also between "
+                f"the bytecodes of modules=[...]) or 'awaits' (asyncio: also at every await of "
+                f"modules=[...]), got {self.preempt!r}"
             )
         if self.preempt == "awaits" and not self.modules:
             raise error(
                 f"{where}: preempt='awaits' needs modules=['pkg.mod', ...]: the modules whose "
                 f"every await becomes a scheduling point"
             )
-        if self.preempt == "lines" and not self.modules:
+        if self.preempt in ("lines", "bytecode") and not self.modules:
+            what = "line" if self.preempt == "lines" else "shared-state bytecode"
             raise error(
-                f"{where}: preempt='lines' needs modules=['pkg.mod', ...]: the modules whose "
-                f"every line becomes a scheduling point (tracing every module would be far too "
-                f"slow)"
+                f"{where}: preempt={self.preempt!r} needs modules=['pkg.mod', ...]: the modules "
+                f"whose every {what} becomes a scheduling point (tracing every module would be "
+                f"far too slow)"
             )
         if self.budget is not None and (
             not isinstance(self.budget, (int, float))
@@ -163,7 +166,7 @@ class ExploreOptions:
         return self.runs or DEFAULT_RUNS
 
     def describe(self) -> str:
-        """How the search went, for the report: 'of up to 100, pct, depth 3, preempt=sync'."""
+        """How the search went, for the report: 'of up to 100, random, preempt=sync'."""
         text = self.strategy + (f", depth {self.depth}" if self.strategy == "pct" else "")
         text = f"of up to {self.run_count}, {text}"
         if self.strategy == "dfs":

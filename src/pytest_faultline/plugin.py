@@ -13,7 +13,14 @@ from .fixtures import CONTROLLER_KEY, LIVE, TOKENS_KEY, faultline
 from .net.fixtures import fault_proxy
 from .registry import REGISTRY
 from .report import JsonReport, SessionReport, TokenCache, format_section, test_record
-from .settings import MARKER_LINE, SETTINGS_KEY, Settings, add_options, resolve_settings
+from .settings import (
+    MARKER_LINE,
+    SETTINGS_KEY,
+    SWEEP_MARKER_LINE,
+    Settings,
+    add_options,
+    resolve_settings,
+)
 
 __all__ = ["fault_proxy", "faultline"]
 del builtins  # imported for its side effect: the built-in scenarios register before conftests
@@ -52,6 +59,7 @@ def _list_scenarios(config: pytest.Config, session: pytest.Session) -> int:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_LINE)
+    config.addinivalue_line("markers", SWEEP_MARKER_LINE)
     shared = getattr(config, "workerinput", {}).get("faultline_seed")
     settings = resolve_settings(config, shared_seed=shared)
     config.stash[SETTINGS_KEY] = settings
@@ -95,6 +103,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings: Settings = config.stash[SETTINGS_KEY]
+    if settings.sweep:
+        from .sweep.session import mark_swept
+
+        mark_swept(config, items, settings)
     apply_all = bool(settings.scenarios)
     for item in items:
         fixturenames = getattr(item, "fixturenames", None)

@@ -21,6 +21,11 @@ CACHE_KEY = "faultline/tokens"
 SECTION_EVENTS = 20
 JSON_EVENTS = 1000
 REPORT_VERSION = 1
+REPORT_PATH_ERROR = (
+    "pytest-faultline: cannot write the JSON report to {path}: {reason}. Give "
+    "--faultline-report (or FAULTLINE_REPORT, or faultline_report in the ini file) a file path "
+    "in a directory you can write to"
+)
 
 
 def replay_command(nodeid: str, token: str) -> str:
@@ -42,7 +47,14 @@ def test_record(faultline: Faultline) -> dict[str, Any]:
         "events_total": len(faultline.events),
         "faults": sum(1 for e in faultline.events if e.is_fault),
         "unreached": faultline.unreached(),
+        "sweeps": _sweeps(faultline),
     }
+
+
+def _sweeps(faultline: Faultline) -> list[dict[str, Any]]:
+    from .sweep import SWEEPS  # light: the sweep's machinery is not imported
+
+    return list(faultline.peek(SWEEPS) or ())
 
 
 test_record.__test__ = False  # type: ignore[attr-defined]
@@ -121,11 +133,37 @@ class JsonReport:
     def __init__(self, path: Path, seed: int) -> None:
         self.path = path
         self.seed = seed
+        self._target = path.absolute()  # where it was asked for, even if a test chdirs
+        _check_writable(self._target, path)
 
     def write(self, tests: list[dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._target.parent.mkdir(parents=True, exist_ok=True)
         data = {"version": REPORT_VERSION, "seed": self.seed, "tests": tests}
-        self.path.write_text(json.dumps(data, indent=2, default=repr) + "\n", encoding="utf-8")
+        self._target.write_text(json.dumps(data, indent=2, default=repr) + "\n", encoding="utf-8")
+
+
+def _check_writable(target: Path, shown: Path) -> None:
+    """At the start of the run: can the report be written at ``target``? A usage error if not,
+    so a run does not learn it after every test ran."""
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if target.is_dir():
+        reason = "it is a directory"
+    elif not ancestor.is_dir():
+        reason = f"{ancestor} is a file, not a directory"
+    else:
+        try:
+            existed = target.exists()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "ab"):  # appends nothing: an existing report stays as it is
+                pass
+            if not existed:
+                target.unlink()
+            return
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+    raise pytest.UsageError(REPORT_PATH_ERROR.format(path=shown, reason=reason))
 
 
 def suite_of(location: str, rootpath: Path) -> str:
@@ -234,6 +272,12 @@ class SessionReport:
             lines = format_summary(tests, self.config.rootpath) if tests else []
             for line in lines or ["no test ran under faults"]:
                 terminalreporter.write_line(line)
+        swept = [t for t in self.tests.values() if t.get("sweeps")]
+        if swept:
+            terminalreporter.write_sep("-", "faultline sweeps")
+            for test in swept:
+                for done in test["sweeps"]:
+                    terminalreporter.write_line(f"{test['nodeid']}: {done['summary']}")
         if self.json_report is not None:
             terminalreporter.write_line(
                 f"faultline: JSON report written to {self.json_report.path}"

@@ -83,6 +83,20 @@ def _names(text: str) -> tuple[str, ...]:
     return names
 
 
+def _sweep_kinds(text: str) -> tuple[str, ...]:
+    from .sweep.kinds import KINDS
+
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if not kinds or unknown:
+        shown = f"unknown kind {unknown[0]!r}: " if unknown else ""
+        raise ValueError(
+            f"{shown}must name fault kinds separated by commas, among {', '.join(KINDS)}; "
+            f"got {text!r}"
+        )
+    return kinds
+
+
 def _token(text: str) -> ReplayToken:
     from .decider import ReplayToken
 
@@ -192,6 +206,17 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "write a JSON report of every test run under faults to PATH",
     ),
     OptionSpec(
+        "sweep",
+        "--faultline-sweep",
+        "faultline_sweep",
+        "FAULTLINE_SWEEP",
+        _sweep_kinds,
+        "KIND[,KIND]",
+        "sweep every test marked faultline_sweep (every collected test with "
+        "--faultline-sweep-all) with these fault kinds: record its fault sites, then re-run it "
+        "once per site and kind",
+    ),
+    OptionSpec(
         "strict",
         "--faultline-strict",
         "faultline_strict",
@@ -214,6 +239,15 @@ SKIP_UNAVAILABLE_HELP = (
 )
 LIST_OPTION = "--faultline-list"
 CACHE_CLEAR_OPTION = "--faultline-cache-clear"
+SWEEP_ALL_OPTION = "--faultline-sweep-all"
+SWEEP_ALL_HELP = (
+    "with --faultline-sweep: sweep every collected test, not only those marked faultline_sweep "
+    "(a cost estimate is printed first)"
+)
+SWEEP_MARKER_LINE = (
+    "faultline_sweep(**params): opt this test in to --faultline-sweep (params as for the "
+    "fault_sweep scenario: targets, budget, max_runs, pairs)"
+)
 LOCKDEP_OPTION = "--faultline-lockdep"
 LOCKDEP_HELP = (
     "watch the order locks are taken in across the whole session (one graph for all tests); "
@@ -265,6 +299,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="forget the stored replay tokens of failing tests",
     )
     group.addoption(
+        SWEEP_ALL_OPTION,
+        action="store_true",
+        dest="faultline_sweep_all",
+        default=False,
+        help=SWEEP_ALL_HELP,
+    )
+    group.addoption(
         LOCKDEP_OPTION,
         action="store_true",
         dest="faultline_lockdep",
@@ -290,6 +331,8 @@ class Settings:
     cache_clear: bool = False
     summary: bool = False
     lockdep: bool = False
+    sweep: tuple[str, ...] = ()
+    sweep_all: bool = False
     toxiproxy_skip_unavailable: bool = False
 
     def param_defaults(self) -> dict[str, object]:
@@ -352,6 +395,8 @@ def resolve_settings(
             "toxiproxy_skip_unavailable",
         ),
         lockdep=bool(config.getoption("faultline_lockdep")),
+        sweep=values.get("sweep", ()),
+        sweep_all=bool(config.getoption("faultline_sweep_all")),
     )
 
 

@@ -213,7 +213,8 @@ def test_faultline_list_prints_scenarios_with_params_and_docs(project: pytest.Py
             "    Every `every`-th write raises ConnectionError.",
             "    defined in conftest:flaky_db",
             "partial_read(max_bytes: int = 1, peer: str or None = None)",
-            "thread_preemption(runs: int = 100, strategy: one of 'random', 'pct', 'dfs' = 'pct'*",
+            "thread_preemption(runs: int = 100, "
+            "strategy: one of 'random', 'pct', 'dfs' = 'random'*",
         ]
     )
     result.stdout.no_fnmatch_line("*More text*")

@@ -12,14 +12,13 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import cast
 
 import pytest
 
-from pytest_faultline.net.protocol import Proxy
-from pytest_faultline.net.proxy import EmbeddedProxy
+from pytest_faultline.net.protocol import Proxy, Toxic
+from pytest_faultline.net.proxy import EmbeddedProxy, EmbeddedToxic
 from pytest_faultline.net.server import ToxiproxyServer
-from pytest_faultline.net.toxiproxy import ToxiproxyClient
+from pytest_faultline.net.toxiproxy import RemoteProxy, RemoteToxic, ToxiproxyClient
 
 BOUND_S = 5.0  # every blocking socket call in these tests gives up after this
 Handler = Callable[[socket.socket], None]
@@ -115,10 +114,7 @@ def upstream(handler: Handler) -> Iterator[Upstream]:
         server.close()
 
 
-# EmbeddedProxy and RemoteProxy do not satisfy Proxy for mypy: Proxy.toxics() returns list[Toxic]
-# and list is invariant (the backends return list[EmbeddedToxic] / list[RemoteToxic]). Until
-# protocol.py declares Sequence[Toxic], connect() names EmbeddedProxy and the targets cast.
-def connect(proxy: Proxy | EmbeddedProxy) -> socket.socket:
+def connect(proxy: Proxy) -> socket.socket:
     return socket.create_connection(proxy.listen, timeout=BOUND_S)
 
 
@@ -157,7 +153,7 @@ def embedded_target(faultline: object, cleanup: list[Callable[[], object]]) -> T
             return faultline.proxy(upstream, name=name)  # type: ignore[attr-defined,no-any-return]
         proxy = EmbeddedProxy(upstream, name=name or "proxy", listen=listen)  # type: ignore[arg-type]
         cleanup.append(proxy.close)
-        return cast(Proxy, proxy)  # see connect() on why
+        return proxy
 
     return Target("embedded", make, None)
 
@@ -172,7 +168,7 @@ def remote_target(
             listen=listen or ("127.0.0.1", 0),  # type: ignore[arg-type]
         )
         cleanup.append(proxy.close)
-        return cast(Proxy, proxy)  # see connect() on why
+        return proxy
 
     return Target(kind, make, client)
 
@@ -217,3 +213,10 @@ def real_toxiproxy() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(BOUND_S)
+
+
+def backends_satisfy_the_protocols(
+    embedded: EmbeddedProxy, remote: RemoteProxy, toxic: EmbeddedToxic, remote_toxic: RemoteToxic
+) -> tuple[Proxy, Proxy, Toxic, Toxic]:
+    """Not called: ``mypy --strict`` checks that each backend satisfies the protocols."""
+    return embedded, remote, toxic, remote_toxic

@@ -47,18 +47,26 @@ def serve_url() -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture(scope="module")
+def toxiproxy_url() -> Iterator[str]:
+    with real_toxiproxy() as url:
+        yield url
+
+
+# Each target's server is a module fixture: it outlives every test's proxies, which the
+# cleanup below deletes while the server still answers.
+SERVER_FIXTURES = {"faultline-serve": "serve_url", "toxiproxy-server": "toxiproxy_url"}
+
+
 @pytest.fixture(params=TARGETS)
 def target(request: pytest.FixtureRequest, faultline: object) -> Iterator[Target]:
     cleanup: list[Callable[[], object]] = []
     try:
         if request.param == "embedded":
             yield embedded_target(faultline, cleanup)
-        elif request.param == "faultline-serve":
-            url = request.getfixturevalue("serve_url")
-            yield remote_target(request.param, ToxiproxyClient(url), cleanup)
         else:
-            with real_toxiproxy() as url:
-                yield remote_target(request.param, ToxiproxyClient(url), cleanup)
+            url = request.getfixturevalue(SERVER_FIXTURES[request.param])
+            yield remote_target(request.param, ToxiproxyClient(url), cleanup)
     finally:
         for fn in reversed(cleanup):
             fn()
@@ -86,9 +94,44 @@ def test_bytes_pass_exactly_both_ways(target: Target) -> None:
         assert isinstance(proxy, Proxy)  # both backends satisfy the protocol
         assert isinstance(proxy.add_toxic("latency", latency=0), Toxic)
         with connect(proxy) as conn:
+            sending = threading.Thread(target=conn.sendall, args=(payload,))
+            sending.start()
+            got = bytearray()
+            while len(got) < len(payload):
+                part = conn.recv(1 << 20)
+                assert part, "connection closed before every byte came back"
+                got += part
+            sending.join(BOUND_S)
+            assert got == payload
+
+
+# What a client's half-close (shutdown(SHUT_WR): "I am done sending") does, per backend. The
+# embedded proxy (and so faultline serve) passes it on as a half-close, as a plain TCP path
+# does: the server sees EOF and its answer still arrives. A real Toxiproxy closes both
+# directions when either side ends, so the answer is lost.
+HALF_CLOSE_KEEPS_THE_REPLY = {"embedded": True, "faultline-serve": True, "toxiproxy-server": False}
+
+
+def test_half_close_per_backend(target: Target) -> None:
+    payload = os.urandom(256 << 10)
+
+    def reply_at_eof(conn: socket.socket) -> None:
+        data = read_until_eof(conn)  # the whole request, ended by the client's half-close
+        conn.sendall(data)
+
+    with upstream(reply_at_eof) as server:
+        proxy = target.proxy(server.address)
+        with connect(proxy) as conn:
             conn.sendall(payload)
             conn.shutdown(socket.SHUT_WR)
-            assert read_until_eof(conn) == payload
+            try:
+                got = read_until_eof(conn)
+            except ConnectionResetError:
+                got = b""
+    if HALF_CLOSE_KEEPS_THE_REPLY[target.kind]:
+        assert got == payload
+    else:
+        assert got != payload
 
 
 def test_upstream_refused_client_sees_eof(target: Target) -> None:

@@ -3,19 +3,25 @@ teardown with the test, input checks; and the ``fault_proxy`` fixture and backen
 
 from __future__ import annotations
 
+import itertools
+import os
 import socket
 import textwrap
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
 from pytest_faultline import point
 from pytest_faultline.actions import Disconnect
 from pytest_faultline.controller import Faultline
+from pytest_faultline.net import proxies
 from pytest_faultline.net.protocol import ProxyError, ToxicBadRequest
 from pytest_faultline.net.proxy import EmbeddedProxy
 from pytest_faultline.net.server import ToxiproxyServer
+from pytest_faultline.net.toxiproxy import ToxiproxyClient
+from pytest_faultline.settings import Settings
 
 from .proxy_support import BOUND_S, closed_port, connect, echo, read_until_eof, upstream
 
@@ -75,7 +81,7 @@ def test_every_injection_is_a_fault_event(faultline: Faultline) -> None:
         for kind, name, detail in details
     )
     assert any(
-        kind == "toxic" and "limit_data_downstream closed the connection" in detail
+        kind == "disconnect" and "limit_data_downstream closed the connection" in detail
         for kind, _, detail in details
     )
     assert any(name == "gone" and "refused connection 1" in detail for _, name, detail in details)
@@ -340,3 +346,52 @@ def test_unreachable_toxiproxy_can_skip_instead(
             "(skipped: --toxiproxy-skip-unavailable)"
         ]
     )
+
+
+@pytest.mark.parametrize("backend", ["embedded", "toxiproxy"])
+def test_a_generated_name_never_collides_with_the_users(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(proxies, "_REMOTE_NAMES", itertools.count(1))
+    with ToxiproxyServer().start() as api, upstream(echo) as server:
+        settings = replace(Settings(1, "given"), backend=backend, toxiproxy_url=api.url)
+        controller = Faultline(seed=1, nodeid="tests/net/names", settings=settings)
+        try:
+            taken = ["proxy2", "proxy4", f"faultline_{os.getpid()}_1"]
+            for name in taken:
+                controller.proxy(server.address, name=name)
+            # Also a name taken on the shared server by someone else (another run, a worker).
+            ToxiproxyClient(api.url).create_proxy(f"faultline_{os.getpid()}_2", server.address)
+            generated = [controller.proxy(server.address).name for _ in range(3)]
+        finally:
+            controller.close()
+    assert not set(generated) & set(taken)
+    assert len(set(generated)) == 3
+    if backend == "embedded":
+        assert generated == ["proxy1", "proxy3", "proxy5"]
+    else:
+        pid = os.getpid()
+        assert generated == [f"faultline_{pid}_3", f"faultline_{pid}_4", f"faultline_{pid}_5"]
+
+
+def test_proxy_errors_are_public_and_importable_from_their_old_modules() -> None:
+    import pytest_faultline
+    from pytest_faultline.net import protocol, toxiproxy
+
+    names = [
+        "ProxyError",
+        "ToxicBadRequest",
+        "ProxyNotFound",
+        "ProxyConflict",
+        "ProxyServerError",
+        "ToxiproxyUnreachable",
+        "UnsupportedFault",
+    ]
+    for name in names:
+        cls = getattr(pytest_faultline, name)
+        assert cls.__module__ == "pytest_faultline"
+        assert name in pytest_faultline.__all__
+        assert getattr(protocol, name) is cls
+        assert issubclass(cls, pytest_faultline.FaultlineError)
+    assert toxiproxy.ToxiproxyUnreachable is pytest_faultline.ToxiproxyUnreachable
+    assert issubclass(pytest_faultline.UnsupportedFault, pytest_faultline.ToxicBadRequest)

@@ -366,7 +366,7 @@ def test_patches_are_restored_after_a_failing_test(project: pytest.Pytester) -> 
         (
             'faultline("truncated_message", after_bytes=5, peer="nowhere")',
             "*ScenarioError: faultline scenario 'truncated_message': cannot read peer 'nowhere': "
-            "give peer as 'host:port'*",
+            "it has no ':port' at the end; give peer as 'host:port'*",
         ),
         (
             'faultline("disconnect_mid_recycle", at="demo_nowhere:recycle")',

@@ -559,9 +559,19 @@ def test_nested_controllers_chain_and_unwind(faultline: Faultline) -> None:
             "reset_after(nbytes) must be a whole number >= 0, got True",
         ),
         (lambda s: s.stall_after(1, bound=0), "stall_after(bound) must be seconds > 0, got 0"),
-        (lambda s: s.short_reads(1, peer="localhost"), "cannot read peer 'localhost': give peer"),
-        (lambda s: s.short_reads(1, peer=8080), "cannot read peer 8080: give peer as 'host:port'"),
-        (lambda s: s.short_reads(1, peer="h:0"), "peer 'h:0' has port 0, which is not in 1..65535"),
+        (
+            lambda s: s.short_reads(1, peer="localhost"),
+            "cannot read peer 'localhost': it has no ':port' at the end; give peer",
+        ),
+        (
+            lambda s: s.short_reads(1, peer=8080),
+            "cannot read peer 8080: it is neither 'host:port' nor a (host, port) pair; "
+            "give peer as 'host:port'",
+        ),
+        (
+            lambda s: s.short_reads(1, peer="h:0"),
+            "cannot read peer 'h:0': the port 0 is not a whole number from 1 to 65535",
+        ),
         (
             lambda s: s.short_reads(1, peer="no-such-host.invalid:80"),
             "peer 'no-such-host.invalid:80': host 'no-such-host.invalid' does not resolve",

@@ -11,6 +11,8 @@ import pytest
 from pytest_faultline import DeadlockError, FaultlineError, ReplayTokenError, _raw
 from pytest_faultline.controller import Faultline
 
+SYNC_EXHAUSTIVE = "exhaustive at sync granularity (switches only at synchronisation operations)"
+
 
 def racy_body(order: list[str] | None = None) -> Callable[[], None]:
     """Two writers racing on a shared box through a lock-free read-then-write."""
@@ -89,8 +91,8 @@ def test_dfs_exhausts_a_small_space_and_counts_it(faultline: Faultline) -> None:
     assert [r.exhausted for r in counts] == [True, True]
     assert [r.schedules for r in counts] == [3, 21]
     assert [e.detail for e in faultline.events] == [
-        "explored all 3 schedules (dfs): no failure",
-        "explored all 21 schedules (dfs): no failure",
+        "explored all 3 schedules (dfs): no failure, " + SYNC_EXHAUSTIVE,
+        "explored all 21 schedules (dfs): no failure, " + SYNC_EXHAUSTIVE,
     ]
     # Same space, same count, every time: the search is deterministic.
     assert faultline.explore(body, runs=10_000, strategy="dfs", max_preemptions=1).schedules == 21
@@ -206,4 +208,4 @@ def test_a_body_without_choice_points_runs_once(faultline: Faultline) -> None:
     result = faultline.explore(lambda: runs.append(1), runs=100)
     assert runs == [1]
     assert result.exhausted
-    assert result.summary() == "explored all 1 schedules (pct): no failure"
+    assert result.summary() == "explored all 1 schedules (random): no failure, " + SYNC_EXHAUSTIVE

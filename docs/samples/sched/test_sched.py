@@ -7,6 +7,7 @@ import threading
 import pytest
 from accounts import Accounts, FixedAccounts
 from cache import Cache, FixedCache
+from stats import FixedStats, Stats
 
 
 def run_threads(threads):
@@ -47,3 +48,17 @@ def test_lazy_connection_opened_once(make_cache):
     cache = make_cache()
     run_threads([threading.Thread(target=cache.connection) for _ in range(2)])
     assert cache.opened == 1
+
+
+@pytest.mark.parametrize(
+    "make_stats",
+    [
+        FixedStats,
+        pytest.param(Stats, marks=pytest.mark.xfail(raises=AssertionError, strict=True)),
+    ],
+)
+@pytest.mark.faultline("thread_preemption", preempt="bytecode", modules=["stats"])
+def test_every_request_is_counted(make_stats):
+    stats = make_stats()
+    run_threads([threading.Thread(target=stats.record) for _ in range(2)])
+    assert stats.requests == 2

@@ -152,10 +152,10 @@ def explore(
     __tracebackhide__ = True
     given.pop("namespaces", None)  # thread-only: asyncio primitives are patched on their class
     options = options_from(faultline, options, {**given, "shrink_failures": shrink_failures})
-    if options.preempt == "lines":
+    if options.preempt in ("lines", "bytecode"):
         raise FaultlineError(
-            "explore(): preempt='lines' is for thread schedules; for a coroutine function use "
-            "preempt='awaits' (a scheduling point at every await of modules=[...])"
+            f"explore(): preempt={options.preempt!r} is for thread schedules; for a coroutine "
+            f"function use preempt='awaits' (a scheduling point at every await of modules=[...])"
         )
     _prepare(faultline, options)
     return _AsyncSession(faultline, fn, options, token).explore(raises=raises)
@@ -177,10 +177,10 @@ def replay(
 def install_task_interleaving(faultline: FaultContext, options: ExploreOptions) -> None:
     """The ``task_interleaving`` scenario: run the async test body under many task orders."""
     options.check(where="faultline scenario 'task_interleaving'", error=ScenarioError)
-    if options.preempt == "lines":
+    if options.preempt in ("lines", "bytecode"):
         raise ScenarioError(
-            "faultline scenario 'task_interleaving': preempt='lines' is for threads; use "
-            "preempt='awaits' with modules=[...] (or 'sync', the default)"
+            f"faultline scenario 'task_interleaving': preempt={options.preempt!r} is for "
+            f"threads; use preempt='awaits' with modules=[...] (or 'sync', the default)"
         )
 
     def wrapper(call: Callable[[], object]) -> object:

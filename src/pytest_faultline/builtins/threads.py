@@ -14,20 +14,23 @@ if TYPE_CHECKING:
 def thread_preemption(
     faultline: Faultline,
     runs: int = 100,
-    strategy: Literal["random", "pct", "dfs"] = "pct",
+    strategy: Literal["random", "pct", "dfs"] = "random",
     depth: int = 3,
     max_preemptions: int | None = None,
-    preempt: Literal["sync", "lines"] = "sync",
+    preempt: Literal["sync", "lines", "bytecode"] = "sync",
     modules: list[str] | None = None,
 ) -> None:
     """Re-run the test body under `runs` controlled thread interleavings (create state in the body).
 
     Threads started by the body run one at a time; every lock, condition, event, semaphore,
-    barrier, queue, sleep, join and fault point (with preempt="lines": every line of `modules`)
-    is a point where another thread may be scheduled. The first failing schedule is shrunk,
-    replayed to check it, and reported with its replay token; a deadlock is reported as a
-    wait-for cycle. `strategy`: "pct" (depth `depth`), "random", or "dfs" (exhaustive, at most
-    `max_preemptions` preemptions per schedule).
+    barrier, queue, sleep, join and fault point (with preempt="lines": every line of `modules`;
+    with preempt="bytecode": every bytecode of `modules` that touches shared state, for races
+    inside one line such as `self.n += 1`) is a point where another thread may be scheduled.
+    The first failing schedule is shrunk, replayed to check it, and reported with its replay
+    token; a deadlock is reported as a wait-for cycle. `strategy`: "random" (the default: it
+    found the benchmark's bugs in the fewest schedules), "pct" (depth `depth`), or "dfs"
+    (exhaustive at the `preempt` granularity, at most `max_preemptions` preemptions per
+    schedule).
     """
     from ..errors import ScenarioError
     from ..exploring import ExploreOptions

@@ -20,7 +20,6 @@ Who runs a held call, so that it runs on the thread that would have run it:
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import sys
 from collections.abc import Callable
@@ -36,6 +35,8 @@ from ._park import park
 from .clock import CLOCK, Clock
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .._context import FaultContext
     from .clock import _Due
 
@@ -235,6 +236,8 @@ class Deferral:
             async def held_coroutine(*args: Any, **kwargs: Any) -> Any:
                 if not self.active:
                     return await original(*args, **kwargs)
+                import asyncio  # loaded: a coroutine is running
+
                 loop = asyncio.get_running_loop()
                 future: asyncio.Future[None] = loop.create_future()
                 call = self._hold(args, kwargs, "coroutine", loop, future)
@@ -502,8 +505,14 @@ def _until_name(until: object) -> str:
     raise FaultlineError(f"defer(until={until!r}) is not understood; {UNTIL_HELP}")
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    # asyncio is imported only by those who use it (13 ms): no asyncio loaded, no loop running.
+    module = sys.modules.get("asyncio")
+    return None if module is None else module._get_running_loop()
+
+
 def _mode_of_caller(home: int) -> tuple[str, asyncio.AbstractEventLoop | None]:
-    loop = asyncio._get_running_loop()
+    loop = _running_loop()
     if loop is not None:
         return "loop", loop
     if _raw.get_ident() == home or _called_by_finalizer():
@@ -526,7 +535,7 @@ def _loop_elsewhere(loop: asyncio.AbstractEventLoop | None) -> bool:
     """True when ``loop`` runs on another thread than this one (post to it and wait)."""
     if loop is None or loop.is_closed() or not loop.is_running():
         return False
-    return asyncio._get_running_loop() is not loop
+    return _running_loop() is not loop
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

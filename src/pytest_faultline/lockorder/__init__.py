@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._context import EventKind, ServiceKey
 from ..errors import LockOrderError, ScenarioError, ThreadAffinityError
-from ._tracked import rechain
-from ._verdict import verdict
-from .affinity import Affinity, resolve_type
-from .graph import Edge, Inversion, TryLock
-from .watch import LockOrder
 
 if TYPE_CHECKING:
     from .._context import FaultContext
+    from ._tracked import rechain
+    from .affinity import Affinity
+    from .graph import Edge, Inversion, TryLock
+    from .watch import LockOrder
 
 __all__ = [
     "LOCK_ORDER",
@@ -39,6 +38,28 @@ __all__ = [
 AFFINITY_KEY: ServiceKey[Affinity] = ServiceKey("thread_affinity")
 LOCK_ORDER: ServiceKey[LockOrder] = ServiceKey("lock_order")
 
+# The machinery is imported when first used: the thread scheduler names its locks with
+# ``lockorder._sites`` on every first run, and must not pay for the watcher then.
+_LAZY = {
+    "Affinity": "affinity",
+    "Edge": "graph",
+    "Inversion": "graph",
+    "TryLock": "graph",
+    "LockOrder": "watch",
+    "rechain": "_tracked",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 def lock_order(faultline: FaultContext) -> LockOrder:
     """Service factory behind ``faultline.lock_order``: a recording watcher for this test.
@@ -46,6 +67,8 @@ def lock_order(faultline: FaultContext) -> LockOrder:
     Started on first use and stopped when the test ends. Without the ``lock_order`` scenario
     it only records (``fail=False``); locks made before it started are not tracked.
     """
+    from ._verdict import verdict
+    from .watch import LockOrder
 
     def on_inversion(inversion: Inversion) -> None:
         faultline.record(
@@ -64,6 +87,8 @@ def lock_order(faultline: FaultContext) -> LockOrder:
 
 def watch_lock_order(faultline: FaultContext, *, fail: bool) -> None:
     """The ``lock_order`` scenario: watch from now on; ``fail`` raises where a cycle closes."""
+    from ._verdict import verdict
+
     if fail:
         verdict(faultline).wrap_body()  # before the watcher, so its check is undone after it
     watcher = faultline.service(LOCK_ORDER, lock_order)
@@ -71,6 +96,9 @@ def watch_lock_order(faultline: FaultContext, *, fail: bool) -> None:
 
 
 def _affinity(faultline: FaultContext) -> Affinity:
+    from ._verdict import verdict
+    from .affinity import Affinity
+
     def on_violation(error: ThreadAffinityError) -> None:
         me = threading.current_thread()
         faultline.record(
@@ -120,7 +148,8 @@ def confine_types(
             f"thread_affinity: types must be a non-empty list of import paths such as "
             f"['myapp.server:Server'], got {types!r}"
         )
-    from .affinity import check_allow
+    from ._verdict import verdict
+    from .affinity import check_allow, resolve_type
 
     allowed = check_allow(allow)
     classes = [resolve_type(path) for path in types]

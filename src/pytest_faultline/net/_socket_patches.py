@@ -15,13 +15,45 @@ if TYPE_CHECKING:
 
     from .sockets import SocketFaults
 
-__all__ = ["CONNECT_METHODS", "READ_METHODS", "WRITE_METHODS", "install"]
+__all__ = [
+    "CONNECT_METHODS",
+    "READ_METHODS",
+    "WRITE_METHODS",
+    "SocketObserver",
+    "install",
+    "set_observer",
+]
 
 READ_METHODS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg")
 WRITE_METHODS = ("send", "sendall", "sendto", "sendmsg")
 CONNECT_METHODS = ("connect", "connect_ex")
 
 _MISSING = object()
+
+# ``observer(method, sock, call, args, name_of)``: while set (the fault sweep sets it for its
+# runs), every patched call goes through it, and it makes the call itself as ``call(sock,
+# *args)``: it may record it, change its arguments, raise instead, or return another result.
+# ``name_of(sock)`` is the connection's name ('connected-0', 'accepted-1') or None for a socket
+# no fault applies to. Unset, the patches pay one global lookup.
+SocketObserver = Callable[
+    [
+        str,
+        "socket.socket",
+        Callable[..., Any],
+        tuple[Any, ...],
+        Callable[["socket.socket"], "str | None"],
+    ],
+    Any,
+]
+_observer: SocketObserver | None = None
+
+
+def set_observer(observer: SocketObserver | None) -> SocketObserver | None:
+    """Install ``observer`` for every test's patched socket calls; return the previous one."""
+    global _observer
+    previous = _observer
+    _observer = observer
+    return previous
 
 
 def install(faults: SocketFaults) -> None:
@@ -43,7 +75,7 @@ def install(faults: SocketFaults) -> None:
         makers[name] = make_connect
     for name, make in makers.items():
         saved = cls.__dict__.get(name, _MISSING)
-        setattr(cls, name, make(faults, getattr(cls, name)))
+        setattr(cls, name, _observed(faults, name, make(faults, getattr(cls, name))))
         faults.faultline.undo.push(_restorer(cls, name, saved), f"restore socket.socket.{name}")
 
 
@@ -186,6 +218,26 @@ def make_accept(faults: SocketFaults, prev: Callable[..., Any]) -> Callable[...,
         return new, address
 
     return accept
+
+
+def _observed(faults: SocketFaults, method: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    role = "connected" if method in CONNECT_METHODS else None
+    register, lookup = faults._register, faults._lookup
+
+    def name_of(sock: socket.socket) -> str | None:
+        conn = lookup(sock)
+        return conn.label if conn.eligible else None
+
+    def observed(sock: socket.socket, *args: Any) -> Any:
+        observer = _observer
+        if observer is None:
+            return fn(sock, *args)
+        if role is not None:
+            register(sock, role)  # named before the call, as the connect itself does
+        return observer(method, sock, fn, args, name_of)
+
+    observed.__name__ = observed.__qualname__ = getattr(fn, "__name__", method)
+    return observed
 
 
 def _restorer(cls: type, name: str, saved: object) -> Callable[[], None]:

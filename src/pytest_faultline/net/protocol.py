@@ -1,4 +1,5 @@
-"""What every proxy backend offers, and the errors proxies raise.
+"""What every proxy backend offers (the errors proxies raise live in :mod:`pytest_faultline.errors`
+and are importable from here too).
 
 The embedded proxy (:mod:`.proxy`) and the Toxiproxy backend (:mod:`.toxiproxy`) both satisfy
 :class:`Proxy` and :class:`Toxic`, so a test written against one runs against the other.
@@ -8,9 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from ..errors import FaultlineError
+from ..errors import (
+    ProxyConflict,
+    ProxyError,
+    ProxyNotFound,
+    ProxyServerError,
+    ToxicBadRequest,
+    ToxiproxyUnreachable,
+    UnsupportedFault,
+)
+from .address import ADDRESS_HELP, format_address, split_address
 
 __all__ = [
     "Chooser",
@@ -21,38 +31,11 @@ __all__ = [
     "ProxyServerError",
     "Toxic",
     "ToxicBadRequest",
+    "ToxiproxyUnreachable",
+    "UnsupportedFault",
+    "format_address",
     "parse_address",
 ]
-
-
-class ProxyError(FaultlineError):
-    """A proxy or toxic operation failed; ``status`` is the matching Toxiproxy HTTP status."""
-
-    status = 500
-
-
-class ToxicBadRequest(ProxyError):
-    """Bad input: an unknown toxic type or stream, a bad attribute, a malformed address."""
-
-    status = 400
-
-
-class ProxyNotFound(ProxyError):
-    """No proxy or toxic of that name."""
-
-    status = 404
-
-
-class ProxyConflict(ProxyError):
-    """A proxy or toxic of that name exists already."""
-
-    status = 409
-
-
-class ProxyServerError(ProxyError):
-    """The proxy could not do it (a port in use, an unreachable Toxiproxy server, ...)."""
-
-    status = 500
 
 
 class Chooser(Protocol):
@@ -70,10 +53,20 @@ class Chooser(Protocol):
 class Toxic(Protocol):
     """One toxic on one proxy: ``name``, ``type``, ``stream``, ``toxicity``, ``attributes``."""
 
-    name: str
-    type: str
-    stream: str
-    toxicity: float
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type(self) -> str:
+        """Toxiproxy's toxic type (``latency``, ...), or ``reply_lost`` / ``refuse``."""
+
+    @property
+    def stream(self) -> str:
+        """``"upstream"`` (client to server) or ``"downstream"`` (server to client)."""
+
+    @property
+    def toxicity(self) -> float:
+        """The chance that a connection is affected (rolled per connection)."""
 
     @property
     def attributes(self) -> dict[str, int]: ...
@@ -124,33 +117,11 @@ class Proxy(Protocol):
 
 
 def parse_address(value: object, what: str = "upstream") -> tuple[str, int]:
-    """``(host, port)`` from a tuple or a ``"host:port"`` string; a clear error otherwise."""
-    host: Any
-    port: Any
-    if isinstance(value, str):
-        host, sep, port_text = value.rpartition(":")
-        if not sep or not port_text.isdigit():
-            raise ToxicBadRequest(
-                f"{what} {value!r} is not an address: write 'host:port' or (host, port), "
-                f"for example '127.0.0.1:6379'"
-            )
-        host, port = host.strip("[]") or "127.0.0.1", int(port_text)
-    elif isinstance(value, (tuple, list)) and len(value) == 2:
-        host, port = value
-    else:
+    """``(host, port)`` from a tuple or a ``"host:port"`` string (an empty host is
+    ``127.0.0.1``); :class:`ToxicBadRequest` saying what was wrong otherwise."""
+    try:
+        return split_address(value, default_host="127.0.0.1")
+    except ValueError as exc:
         raise ToxicBadRequest(
-            f"{what} {value!r} is not an address: write 'host:port' or (host, port), "
-            f"for example ('127.0.0.1', 6379)"
-        )
-    if not isinstance(host, str) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ToxicBadRequest(
-            f"{what} {value!r} is not an address: the host must be a string and the port a "
-            f"whole number from 0 to 65535; write 'host:port' or (host, port)"
-        )
-    return host, port
-
-
-def format_address(address: tuple[str, int]) -> str:
-    """``"host:port"`` (IPv6 hosts in brackets), as Toxiproxy writes addresses."""
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            f"{what} {value!r} is not an address: {exc}; {ADDRESS_HELP}"
+        ) from None

@@ -35,6 +35,7 @@ __all__ = ["DEFAULT_TOXIPROXY_URL", "ProxyPool", "make_proxy"]
 DEFAULT_TOXIPROXY_URL = "http://127.0.0.1:8474"
 _REMOTE_NAMES = itertools.count(1)
 PROXIES: ServiceKey[ProxyPool] = ServiceKey("proxies")
+NAME_ATTEMPTS = 100
 
 
 def make_proxy(
@@ -54,6 +55,7 @@ class ProxyPool:
         self.url = faultline.settings.toxiproxy_url or DEFAULT_TOXIPROXY_URL
         self.proxies: dict[str, Proxy] = {}
         self._client: ToxiproxyClient | None = None
+        self._generated = 0
         faultline.add_handler("disconnect", self._disconnect)
 
     def create(self, upstream: tuple[str, int] | str, *, name: str | None) -> Proxy:
@@ -63,6 +65,7 @@ class ProxyPool:
                 f"proxy name {name!r} is not usable: give a non-empty string without '/', "
                 f"or leave name out for a generated one"
             )
+        generated = name is None
         if name is None:
             name = self._generated_name()
         if name in self.proxies:
@@ -72,7 +75,8 @@ class ProxyPool:
             )
         proxy: Any
         if self.backend == "toxiproxy":
-            proxy = self._create_remote(name, address)
+            proxy = self._create_remote(name, address, generated=generated)
+            name = proxy.name
         else:
             from .proxy import EmbeddedProxy
 
@@ -88,11 +92,22 @@ class ProxyPool:
         )
         return proxy  # type: ignore[no-any-return]
 
-    def _create_remote(self, name: str, address: tuple[str, int]) -> Any:
+    def _create_remote(self, name: str, address: tuple[str, int], *, generated: bool) -> Any:
         from .toxiproxy import ToxiproxyUnreachable
 
         try:
-            return self._remote().create_proxy(name, address, record=self.faultline.record)
+            for _ in range(NAME_ATTEMPTS):
+                try:
+                    return self._remote().create_proxy(name, address, record=self.faultline.record)
+                except ProxyConflict:
+                    if not generated:
+                        raise
+                    # Someone on the shared server took the generated name: draw the next one.
+                    name = self._generated_name()
+            raise ProxyConflict(
+                f"proxy name conflict: {NAME_ATTEMPTS} generated names were taken on the "
+                f"Toxiproxy server at {self.url}; give the proxy a name="
+            )
         except ToxiproxyUnreachable as exc:
             if self.faultline.settings.toxiproxy_skip_unavailable:
                 import pytest
@@ -101,10 +116,16 @@ class ProxyPool:
             raise
 
     def _generated_name(self) -> str:
-        if self.backend == "toxiproxy":
-            # A Toxiproxy server is shared (xdist workers, other runs): names must not collide.
-            return f"faultline_{os.getpid()}_{next(_REMOTE_NAMES)}"
-        return f"proxy{len(self.proxies) + 1}"
+        # Never one of this test's names, whatever names the test gave its other proxies.
+        while True:
+            if self.backend == "toxiproxy":
+                # A Toxiproxy server is shared (xdist workers, other runs): unique per process.
+                name = f"faultline_{os.getpid()}_{next(_REMOTE_NAMES)}"
+            else:
+                self._generated += 1
+                name = f"proxy{self._generated}"
+            if name not in self.proxies:
+                return name
 
     def _chooser(self, source: str) -> Chooser:
         return self.faultline.stream(f"proxy:{source}")

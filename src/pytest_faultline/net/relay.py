@@ -5,7 +5,8 @@ every connection. Calls from other threads are handed to that thread and waited 
 owns all connection state and needs no locks. A direction with no toxics takes a fast path
 (``recv_into`` then ``send``; ``splice()`` once it carries bulk data, which copies nothing); a
 direction with toxics runs through the stages of :mod:`.toxics` into an output queue of items
-with due times. The public API lives in :mod:`.proxy`.
+with due times. :class:`~.proxy.EmbeddedProxy` (the public API) holds one :class:`ProxyLoop` and
+calls its methods; the connections themselves are in :mod:`._conns`.
 """
 
 from __future__ import annotations
@@ -16,102 +17,39 @@ import os
 import selectors
 import socket
 import struct
-from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
 from .. import _raw
 from .._context import EventKind
-from .protocol import Chooser, ProxyError, ProxyServerError, format_address
+from ._conns import FAST_BUFFER, Conn, Flow, close_quietly, drain, make_pipe
+from .protocol import (
+    Chooser,
+    ProxyConflict,
+    ProxyError,
+    ProxyNotFound,
+    ProxyServerError,
+    format_address,
+)
 from .sockets import exempt
-from .toxics import CLOSE, DATA, EOF, RESET, Item, Stage, ToxicState, make_stage
+from .toxics import CLOSE, DATA, EOF, RESET, Item, Refuse, Stage, ToxicState, make_stage
 
 __all__ = ["ProxyLoop", "Recorder", "describe_attributes"]
 
 
-FAST_BUFFER = 1 << 20  # bytes per recv_into on the no-toxic path
 TOXIC_CHUNK = 32 * 1024  # bytes per read when toxics apply (Toxiproxy reads 32 KiB too)
 SPLICE_AFTER = 256 * 1024  # a direction that carried this much moves to splice (no copies)
 SPLICE_ROUNDS = 8
 SPLICE = hasattr(os, "splice") and hasattr(os, "pipe2")
 SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
-F_SETPIPE_SZ = 1031  # fcntl command (Linux); a 1 MiB pipe holds one fast-path read
-QUEUE_LIMIT = 4 << 20  # stop reading a source while this much waits for its destination
 CALL_BOUND_S = _raw.CALL_BOUND_S
 JOIN_BOUND_S = _raw.CALL_BOUND_S  # the proxy thread ends within one call bound
 IDLE_SELECT_S = 1.0
-DRAIN_READS = 16
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 Recorder = Callable[[EventKind, str, str], object]
-
-
-class _Flow:
-    """One direction of one connection: ``src`` to ``dst``, named by its Toxiproxy stream."""
-
-    def __init__(self, conn: _Conn, src: socket.socket, dst: socket.socket, stream: str) -> None:
-        self.conn = conn
-        self.src = src
-        self.dst = dst
-        self.stream = stream
-        self.stages: list[tuple[ToxicState, Stage | None]] = []
-        self.queue: deque[Item] = deque()
-        self.queued = 0
-        self.eof_in = False  # the source ended
-        self.ended = False  # the destination was shut down for writing
-        self.blocked = False  # the last send could not take everything
-        self.dropping = False  # a close or reset is on its way: ignore new input
-        self.relayed = 0  # bytes taken by the fast path
-        self.pipe: tuple[int, int] | None = None  # (read end, write end) for splice
-        self.piped = 0  # bytes waiting in the pipe
-
-    def close_pipe(self) -> None:
-        if self.pipe is not None:
-            for fd in self.pipe:
-                with suppress(OSError):
-                    os.close(fd)
-            self.pipe = None
-            self.piped = 0
-
-    @property
-    def toxic(self) -> bool:
-        return any(stage is not None for _, stage in self.stages)
-
-    def can_read(self) -> bool:
-        return not (
-            self.conn.connecting
-            or self.eof_in
-            or self.dropping
-            or self.ended
-            or self.blocked
-            or self.queued >= QUEUE_LIMIT
-        )
-
-    def next_time(self) -> float | None:
-        times = [d for _, s in self.stages if s is not None and (d := s.deadline()) is not None]
-        if self.queue and not self.blocked and not self.piped:
-            times.append(self.queue[0].due)
-        return min(times) if times else None
-
-
-class _Conn:
-    def __init__(self, number: int, client: socket.socket, server: socket.socket) -> None:
-        self.number = number
-        self.client = client
-        self.server = server
-        self.connecting = True
-        self.closed = False
-        self.up = _Flow(self, client, server, "upstream")
-        self.down = _Flow(self, server, client, "downstream")
-        self.masks = {client.fileno(): 0, server.fileno(): 0}
-
-    def flows(self) -> tuple[_Flow, _Flow]:
-        return self.up, self.down
-
-    def flow(self, stream: str) -> _Flow:
-        return self.up if stream == "upstream" else self.down
 
 
 class ProxyLoop:
@@ -133,8 +71,8 @@ class ProxyLoop:
         self._chooser = chooser
         self._record = record
         self._toxics: dict[str, ToxicState] = {}
-        self._conns: dict[int, _Conn] = {}
-        self._timed: set[_Flow] = set()
+        self._conns: dict[int, Conn] = {}
+        self._timed: set[Flow] = set()
         self._count = 0
         self._listener: socket.socket | None = None
         self._buf = bytearray(FAST_BUFFER)
@@ -160,7 +98,8 @@ class ProxyLoop:
         self._finished = _raw.RawEvent()
         _thread.start_new_thread(self._main, ())
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the proxy thread and return its result (or raise its error)."""
         if self._stopping or self._finished.is_set():
             raise ProxyError(f"proxy {self.name!r} is closed; make a new one")
         if _raw.get_ident() == self._ident:
@@ -195,6 +134,156 @@ class ProxyLoop:
                 box[:] = [False, exc]
             done.set()
 
+    # -- what the proxy's owner may do, from any thread -------------------------------------------
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        return self._listen
+
+    @property
+    def upstream(self) -> tuple[str, int]:
+        return self._upstream
+
+    @upstream.setter
+    def upstream(self, address: tuple[str, int]) -> None:
+        self._upstream = address  # read by the loop at each new connection
+
+    @property
+    def enabled(self) -> bool:
+        return self._listener is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    def toxic_state(self, name: str) -> ToxicState:
+        state = self._toxics.get(name)
+        if state is None:
+            raise ProxyNotFound(f"toxic not found: proxy {self.name!r} has no toxic {name!r}")
+        return state
+
+    def toxic_states(self) -> list[ToxicState]:
+        return list(self._toxics.values())
+
+    def add_toxic(self, state: ToxicState) -> None:
+        self.call(lambda: self._add_toxic(state))
+
+    def update_toxic(self, state: ToxicState, attributes: dict[str, int], toxicity: float) -> None:
+        def apply() -> None:
+            state.attributes = attributes
+            state.toxicity = toxicity
+            self._note(
+                EventKind.PROXY, f"update toxic {state.name}: {attributes}, toxicity {toxicity}"
+            )
+            now = _raw.monotonic()
+            for conn in list(self._conns.values()):
+                flow = conn.flow(state.stream)
+                self._touch(flow)
+                self._flush(flow, now)
+
+        self.call(apply)
+
+    def remove_toxic(self, name: str) -> None:
+        self.toxic_state(name)
+        self.call(lambda: self._remove_toxic(name))
+
+    def remove_all_toxics(self) -> None:
+        def remove_all() -> None:
+            for name in list(self._toxics):
+                self._remove_toxic(name)
+
+        self.call(remove_all)
+
+    def disable(self) -> None:
+        self.call(self._disable)
+
+    def enable(self) -> None:
+        self.call(self._enable)
+
+    def reset_connections(self) -> None:
+        self.call(lambda: self._drop_all(reset=True, why="reset_connections"))
+
+    def move_listen(self, address: tuple[str, int]) -> None:
+        def move() -> None:
+            was_enabled = self.enabled
+            old = self._listen
+            self._close_listener()
+            self._listen = address
+            if was_enabled:
+                try:
+                    self._bind()
+                except ProxyError:
+                    self._listen = old
+                    self._bind()
+                    raise
+
+        self.call(move)
+
+    def close(self) -> None:
+        """Close every connection and the listening socket, and stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            # ProxyError: the thread is gone already; what is left is released below.
+            with suppress(ProxyError):
+                self.call(lambda: self._drop_all(reset=False, why=None))
+        finally:
+            self._stopping = True
+            self._wake()
+            self._finished.wait(JOIN_BOUND_S)
+            self._release()
+
+    # -- toxics and state, on the proxy thread --------------------------------------------------
+
+    def _add_toxic(self, state: ToxicState) -> None:
+        if state.name in self._toxics:
+            raise ProxyConflict(
+                f"toxic already exists: proxy {self.name!r} has a toxic {state.name!r}; "
+                f"give the new one another name=, or update() or remove() the old one"
+            )
+        self._toxics[state.name] = state
+        self._note(
+            EventKind.PROXY,
+            f"add toxic {state.name}: {state.type} {state.stream} {describe_attributes(state)}, "
+            f"toxicity {state.toxicity}",
+        )
+        now = _raw.monotonic()
+        for conn in list(self._conns.values()):
+            self._attach(conn, state, now, new=False)
+
+    def _remove_toxic(self, name: str) -> None:
+        state = self._toxics.pop(name, None)
+        if state is None:
+            raise ProxyNotFound(f"toxic not found: proxy {self.name!r} has no toxic {name!r}")
+        self._note(EventKind.PROXY, f"remove toxic {name}")
+        now = _raw.monotonic()
+        for conn in list(self._conns.values()):
+            flow = conn.flow(state.stream)
+            for index, (s, stage) in enumerate(flow.stages):
+                if s is state:
+                    del flow.stages[index]
+                    if stage is not None:
+                        self._feed(flow, index, stage.removed(now))
+                    break
+            self._touch(flow)
+            self._flush(flow, now)
+
+    def _disable(self) -> None:
+        if self._listener is None:
+            return
+        self._close_listener()
+        self._drop_all(reset=False, why="proxy disabled")
+
+    def _enable(self) -> None:
+        if self._listener is None:
+            self._bind()
+            self._note(EventKind.PROXY, "proxy enabled")
+
     # -- the loop -------------------------------------------------------------------------------
 
     def _main(self) -> None:
@@ -203,27 +292,35 @@ class ProxyLoop:
         try:
             self._run()
         finally:
+            _forget_dummy_thread(self._ident)
             self._finished.set()
 
     def _run(self) -> None:
         try:
+            # The hot loop: as little Python per wake-up as possible (every microsecond here is
+            # added to each round trip through the proxy).
+            select = self._sel.select
+            on_event = self._on_event
             while not self._stopping:
-                self._run_commands()
-                timeout = self._select_timeout()
-                for key, mask in self._sel.select(timeout):
-                    if key.data is None:
+                if self._commands:  # appended under the lock, then a wake-up: no lost command
+                    self._run_commands()
+                for key, mask in select(self._select_timeout() if self._timed else IDLE_SELECT_S):
+                    data = key.data
+                    if data.__class__ is Conn:
+                        on_event(data, key.fileobj, mask)  # type: ignore[arg-type]
+                    elif data is None:
                         with suppress(OSError):
                             self._wake_r.recv(4096)
-                    elif key.data == "listen":
-                        self._accept()
                     else:
-                        self._on_event(key.data, key.fileobj, mask)  # type: ignore[arg-type]
-                try:
-                    self._run_timers()
-                except Exception as exc:  # keep serving the other connections
-                    self._note(
-                        EventKind.PROXY, f"internal error in a timer (please report it): {exc!r}"
-                    )
+                        self._accept()
+                if self._timed:
+                    try:
+                        self._run_timers()
+                    except Exception as exc:  # keep serving the other connections
+                        self._note(
+                            EventKind.PROXY,
+                            f"internal error in a timer (please report it): {exc!r}",
+                        )
         finally:
             self._run_commands()
 
@@ -248,11 +345,15 @@ class ProxyLoop:
                     self._feed(flow, index + 1, stage.fire(now))
             self._flush(flow, now)
 
-    def _on_event(self, conn: _Conn, sock: socket.socket, mask: int) -> None:
+    def _on_event(self, conn: Conn, sock: socket.socket, mask: int) -> None:
         if conn.closed:
             return
         try:
-            if sock is conn.server and conn.connecting:
+            if mask == READ and not conn.connecting:
+                # Most events: data to relay. The fast path leaves every mask as it was.
+                if self._read(conn.up if sock is conn.client else conn.down):
+                    return
+            elif sock is conn.server and conn.connecting:
                 self._connected(conn)
             else:
                 if mask & WRITE:
@@ -282,7 +383,7 @@ class ProxyLoop:
                 self._open(client)
             except OSError as exc:  # the client reset before we could set it up
                 self._note(EventKind.PROXY, f"lost a new connection: {exc}")
-                _close_quietly(client)
+                close_quietly(client)
 
     def _open(self, client: socket.socket) -> None:
         # The proxy's own connections stay out of the test's socket-level faults: those are for
@@ -298,32 +399,42 @@ class ProxyLoop:
             server = exempt(socket.socket(family, kind, proto))
         except OSError as exc:
             self._note(
-                EventKind.PROXY, f"cannot reach upstream {host}:{port}: {exc}; client closed"
+                EventKind.DISCONNECT,
+                f"cannot reach upstream {format_address((host, port))}: {exc}; client closed",
             )
-            _close_quietly(client)
+            close_quietly(client)
             return
         server.setblocking(False)
         server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._count += 1
-        conn = _Conn(self._count, client, server)
+        conn = Conn(self._count, client, server)
         self._conns[conn.number] = conn
         now = _raw.monotonic()
         for state in self._toxics.values():
-            self._attach(conn, state, now)
+            stage = self._attach(conn, state, now, new=True)
+            if isinstance(stage, Refuse):
+                cut = stage.connect()
+                self._report(state, stage, conn.number, state.stream)
+                self._drop(
+                    conn,
+                    reset=cut == RESET,
+                    why=f"toxic {state.name} {'reset' if cut == RESET else 'closed'} it at connect",
+                )
+                return
         code = server.connect_ex(address)
         if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
             self._refused(conn, code)
             return
         self._update(conn)
 
-    def _connected(self, conn: _Conn) -> None:
+    def _connected(self, conn: Conn) -> None:
         code = conn.server.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             self._refused(conn, code)
             return
         conn.connecting = False
 
-    def _refused(self, conn: _Conn, code: int) -> None:
+    def _refused(self, conn: Conn, code: int) -> None:
         host, port = self._upstream
         # As Toxiproxy: the client's connection was accepted, so it is closed (EOF).
         self._drop(
@@ -333,14 +444,24 @@ class ProxyLoop:
             f"({errno.errorcode.get(code, code)}); client closed",
         )
 
-    def _attach(self, conn: _Conn, state: ToxicState, now: float) -> None:
-        roll = self._chooser(f"{self.name}/{state.name}/toxicity").chance(state.toxicity)
-        stage = make_stage(state, self._chooser(f"{self.name}/{state.name}"), now) if roll else None
+    def _attach(self, conn: Conn, state: ToxicState, now: float, *, new: bool) -> Stage | None:
+        if state.type == "refuse" and not new:
+            roll = False  # acts at connect only
+        elif state.selects_connections() and not (new and state.takes_new_connection()):
+            roll = False  # limited to some new connections, and this one is not among them
+        else:
+            roll = self._chooser(f"{self.name}/{state.name}/toxicity").chance(state.toxicity)
+        stage = (
+            make_stage(state, self._chooser(f"{self.name}/{state.name}"), now, conn)
+            if roll
+            else None
+        )
         flow = conn.flow(state.stream)
         if stage is not None:
             self._unpipe(flow)
         flow.stages.append((state, stage))
         self._touch(flow)
+        return stage
 
     def _drop_all(self, *, reset: bool, why: str | None) -> None:
         if why is not None:
@@ -350,16 +471,20 @@ class ProxyLoop:
         for conn in list(self._conns.values()):
             self._drop(conn, reset=reset, why=None)
 
-    def _drop(self, conn: _Conn, *, reset: bool, why: str | None) -> None:
+    def _drop(
+        self,
+        conn: Conn,
+        *,
+        reset: bool,
+        why: str | None,
+        kind: EventKind = EventKind.DISCONNECT,
+    ) -> None:
         if conn.closed:
             return
         conn.closed = True
         self._conns.pop(conn.number, None)
         if why is not None:  # before the peers can see it, so a test that saw it finds it
-            self._note(
-                EventKind.TOXIC if "toxic" in why else EventKind.DISCONNECT,
-                f"connection {conn.number}: {why}",
-            )
+            self._note(kind, f"connection {conn.number}: {why}")
         for flow in conn.flows():
             self._timed.discard(flow)
             flow.close_pipe()
@@ -371,21 +496,21 @@ class ProxyLoop:
                 with suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
             else:
-                _drain(sock)
-            _close_quietly(sock)
+                drain(sock)
+            close_quietly(sock)
 
     # -- data -------------------------------------------------------------------------------
 
-    def _read(self, flow: _Flow) -> None:
+    def _read(self, flow: Flow) -> bool:
+        """Read what ``flow``'s source has; True if no socket's interest changed."""
         if not flow.can_read():
-            return
+            return False
         if not flow.queue and not flow.toxic:
-            self._relay(flow)
-            return
+            return self._relay(flow)
         try:
             chunk = flow.src.recv(TOXIC_CHUNK)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         now = _raw.monotonic()
         if not chunk:
             flow.eof_in = True
@@ -393,50 +518,56 @@ class ProxyLoop:
         else:
             self._feed(flow, 0, [Item(now, DATA, chunk)])
         self._flush(flow, now)
+        return False
 
-    def _relay(self, flow: _Flow) -> None:
-        # The fast path: no toxic, nothing queued. Straight from one socket to the other;
-        # a direction that carries bulk data moves to splice(), which copies nothing.
+    def _relay(self, flow: Flow) -> bool:
+        """The fast path: no toxic, nothing queued. Straight from one socket to the other; a
+        direction that carries bulk data moves to splice(), which copies nothing. True if no
+        socket's interest changed (the caller then skips the selector update)."""
         if flow.pipe is None and SPLICE and flow.relayed >= SPLICE_AFTER:
-            flow.pipe = _make_pipe()
+            flow.pipe = make_pipe()
             if flow.pipe is None:
                 flow.relayed = -(1 << 62)  # no pipe to be had: stay on recv_into
         if flow.pipe is not None:
             # Several rounds per wake-up: fewer select() calls while a bulk transfer lasts.
+            src, pipe_in = flow.src.fileno(), flow.pipe[1]
             for _ in range(SPLICE_ROUNDS):
                 try:
-                    n = os.splice(flow.src.fileno(), flow.pipe[1], FAST_BUFFER, flags=SPLICE_FLAGS)
+                    n = os.splice(src, pipe_in, FAST_BUFFER, flags=SPLICE_FLAGS)
                 except (BlockingIOError, InterruptedError):
-                    return
+                    return True
                 if n == 0:
                     flow.eof_in = True
                     self._end(flow)
-                    return
+                    return False
                 flow.piped = n
                 self._pump(flow)
                 if flow.blocked:
-                    return
-            return
+                    return False
+            return True
         try:
             n = flow.src.recv_into(self._buf)
         except (BlockingIOError, InterruptedError):
-            return
+            return True
         if n == 0:
             flow.eof_in = True
             self._end(flow)
-            return
+            return False
         flow.relayed += n
         try:
-            sent = flow.dst.send(self._view[:n])
+            sent = flow.dst.send(self._view[:n] if n < FAST_BUFFER else self._view)
         except (BlockingIOError, InterruptedError):
             sent = 0
-        if sent < n:
-            flow.queue.append(Item(0.0, DATA, bytes(self._view[sent:n])))
-            flow.queued += n - sent
-            flow.blocked = True
-            self._timed.add(flow)
+        flow.delivered += sent
+        if sent == n:
+            return True
+        flow.queue.append(Item(0.0, DATA, bytes(self._view[sent:n])))
+        flow.queued += n - sent
+        flow.blocked = True
+        self._timed.add(flow)
+        return False
 
-    def _pump(self, flow: _Flow) -> None:
+    def _pump(self, flow: Flow) -> None:
         """Move what the pipe holds to the destination; blocked if it cannot take it all."""
         assert flow.pipe is not None
         while flow.piped:
@@ -446,9 +577,10 @@ class ProxyLoop:
                 flow.blocked = True
                 return
             flow.piped -= sent
+            flow.delivered += sent
         flow.blocked = False
 
-    def _unpipe(self, flow: _Flow) -> None:
+    def _unpipe(self, flow: Flow) -> None:
         """Bring bytes still in the pipe back to the front of the queue (a toxic arrived)."""
         if flow.pipe is not None and flow.piped:
             data = os.read(flow.pipe[0], flow.piped)
@@ -456,7 +588,7 @@ class ProxyLoop:
             flow.queued += len(data)
         flow.close_pipe()
 
-    def _feed(self, flow: _Flow, start: int, items: list[Item]) -> None:
+    def _feed(self, flow: Flow, start: int, items: list[Item]) -> None:
         """Run ``items`` through the stages from ``start`` on, into the output queue."""
         if flow.dropping:
             return
@@ -473,11 +605,7 @@ class ProxyLoop:
                     out.append(item)
             if stage.acted and not stage.reported:
                 stage.reported = True
-                self._note(
-                    EventKind.TOXIC,
-                    f"{state.name} ({state.type} {describe_attributes(state)}) acts on connection "
-                    f"{flow.conn.number} {flow.stream}",
-                )
+                self._report(state, stage, flow.conn.number, flow.stream)
             items = out
         for item in items:
             flow.queue.append(item)
@@ -487,7 +615,14 @@ class ProxyLoop:
                 break
         self._touch(flow)
 
-    def _flush(self, flow: _Flow, now: float) -> None:
+    def _report(self, state: ToxicState, stage: Stage, number: int, stream: str) -> None:
+        self._note(
+            EventKind.TOXIC,
+            f"{state.name} ({state.type} {describe_attributes(state)}) acts on connection "
+            f"{number} {stream}" + (f": {stage.detail}" if stage.detail else ""),
+        )
+
+    def _flush(self, flow: Flow, now: float) -> None:
         conn = flow.conn
         flow.blocked = False
         if flow.piped:
@@ -512,6 +647,7 @@ class ProxyLoop:
                     self._drop(conn, reset=True, why=f"connection error: {exc}")
                     return
                 flow.queued -= sent
+                flow.delivered += sent
                 if sent < len(item.data):
                     item.data = item.data[sent:]
                     flow.blocked = True
@@ -527,14 +663,16 @@ class ProxyLoop:
                     conn,
                     reset=item.kind == RESET,
                     why=f"toxic {', '.join(names) or '?'} "
-                    f"{'reset' if item.kind == RESET else 'closed'} the connection",
+                    f"{'reset' if item.kind == RESET else 'closed'} the connection "
+                    f"(upstream offset {conn.up.delivered}, downstream offset "
+                    f"{conn.down.delivered})",
                 )
                 return
         if not conn.closed:
             self._touch(flow)
             self._update(conn)
 
-    def _end(self, flow: _Flow) -> None:
+    def _end(self, flow: Flow) -> None:
         if flow.queue or flow.piped:
             flow.queue.append(Item(0.0, EOF))
             return
@@ -545,13 +683,13 @@ class ProxyLoop:
         if conn.up.ended and conn.down.ended:
             self._drop(conn, reset=False, why=None)
 
-    def _touch(self, flow: _Flow) -> None:
+    def _touch(self, flow: Flow) -> None:
         if flow.queue or flow.toxic:
             self._timed.add(flow)
         else:
             self._timed.discard(flow)
 
-    def _update(self, conn: _Conn) -> None:
+    def _update(self, conn: Conn) -> None:
         if conn.closed:
             return
         client = (READ if conn.up.can_read() else 0) | (WRITE if conn.down.blocked else 0)
@@ -615,36 +753,19 @@ class ProxyLoop:
         for conn in list(self._conns.values()):
             self._drop(conn, reset=False, why=None)
         for sock in (self._wake_r, self._wake_w):
-            _close_quietly(sock)
+            close_quietly(sock)
         self._sel.close()
 
 
-def _make_pipe() -> tuple[int, int] | None:
-    try:
-        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:  # out of descriptors: stay on recv_into
-        return None
-    with suppress(OSError):
-        import fcntl
+def _forget_dummy_thread(ident: int) -> None:
+    # Naming the raw thread made threading register a _DummyThread for it, which Python < 3.13
+    # never removes: the ended proxy would stay in threading.enumerate() (a leaked thread, to
+    # a test that counts them) until its ident is reused.
+    import threading
 
-        fcntl.fcntl(write_end, F_SETPIPE_SZ, FAST_BUFFER)
-    return read_end, write_end
+    with suppress(Exception), threading._active_limbo_lock:  # type: ignore[attr-defined]
+        threading._active.pop(ident, None)  # type: ignore[attr-defined]
 
 
 def describe_attributes(state: ToxicState) -> str:
     return ", ".join(f"{k}={v}" for k, v in state.attributes.items())
-
-
-def _drain(sock: socket.socket) -> None:
-    # close() with unread input sends RST instead of FIN; a graceful close reads it away first.
-    # Bounded: a peer that keeps sending gets its RST after a megabyte.
-    with suppress(OSError):
-        sock.setblocking(False)
-        for _ in range(DRAIN_READS):
-            if not sock.recv(65536):
-                break
-
-
-def _close_quietly(sock: socket.socket) -> None:
-    with suppress(OSError):
-        sock.close()

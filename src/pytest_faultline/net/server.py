@@ -3,22 +3,24 @@
 Toxiproxy's clients (toxiproxy-python, toxiproxy-ruby, the Go client, ``curl``) and the
 Toxiproxy backend of pytest-faultline work against it unchanged, where no Go binary exists.
 :class:`ToxiproxyServer` also runs in-process (port 0, ``start()``, ``stop()``) for tests.
+The HTTP layer (limits, deadlines, keep-alive, bounded threads) is in :mod:`._http`.
 """
 
 from __future__ import annotations
 
-import _thread
+import errno
 import ipaddress
 import json
 import signal
+import socket
 import sys
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .. import _raw
+from ..cli import PORT_ERROR
+from ._http import HTTPServer, Limits, Request, Response, error_response, json_response
 from .protocol import (
     ProxyConflict,
     ProxyError,
@@ -30,56 +32,74 @@ from .protocol import (
 from .proxy import EmbeddedProxy
 from .toxics import check_toxic
 
-__all__ = ["TOXIPROXY_VERSION", "ToxiproxyServer", "serve"]
+__all__ = ["TOXIPROXY_VERSION", "Limits", "ToxiproxyServer", "serve"]
 
 TOXIPROXY_VERSION = "2.12.0"  # the Toxiproxy API this server speaks
 STOP_BOUND_S = 10.0
+BROWSER_PREFIX = "Mozilla/"
+BROWSER_REFUSED = (
+    "User agent not allowed: faultline serve refuses browsers (a User-Agent starting with "
+    "'Mozilla/'), as Toxiproxy does, so that no web page can drive it; send another User-Agent"
+)
+
+# The API's routes: the methods each path shape allows (as Toxiproxy's router: HEAD is not
+# among them, and a known path with another method answers 405).
+_ROUTES: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("version",): ("GET",),
+    ("reset",): ("POST",),
+    ("populate",): ("POST",),
+    ("proxies",): ("GET", "POST"),
+    ("proxies", "*"): ("GET", "POST", "PATCH", "DELETE"),
+    ("proxies", "*", "toxics"): ("GET", "POST"),
+    ("proxies", "*", "toxics", "*"): ("GET", "POST", "PATCH", "DELETE"),
+}
 
 
 class ToxiproxyServer:
     """Toxiproxy's HTTP API on ``host:port`` (port 0: any free port), over embedded proxies.
 
     ``start()`` serves on a background thread; ``stop()`` stops serving and closes every
-    proxy and connection. ``url`` is the API's address for clients.
+    proxy and connection. ``url`` is the API's address for clients. ``limits`` bounds request
+    sizes, deadlines, handler threads and connections (see :class:`Limits`).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        verbose: bool = False,
+        limits: Limits | None = None,
+    ) -> None:
         self.proxies: dict[str, EmbeddedProxy] = {}
         self.verbose = verbose
         self._lock = _raw.RLock()
-        self._httpd = _HTTPServer((host, port), _Handler)
-        self._httpd.app = self
-        self._stopped = _raw.RawEvent()
+        self._http = HTTPServer((host, port), self._handle, limits=limits, log=self._log)
         self._serving = False
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self._httpd.server_address[:2]
+        host, port = self._http.address
         return str(host), int(port)
 
     @property
     def url(self) -> str:
         return f"http://{format_address(self.address)}"
 
+    @property
+    def limits(self) -> Limits:
+        return self._http.limits
+
     def start(self) -> ToxiproxyServer:
         """Serve on a background thread; returns self."""
         self._serving = True
-        _thread.start_new_thread(self._serve, ())
+        self._http.start()
         return self
-
-    def _serve(self) -> None:
-        try:
-            self._httpd.serve_forever(poll_interval=0.1)
-        finally:
-            self._stopped.set()
 
     def stop(self) -> None:
         """Stop serving, then close every proxy and its connections."""
-        if self._serving:
-            self._serving = False
-            self._httpd.shutdown()
-            self._stopped.wait(STOP_BOUND_S)
-        self._httpd.server_close()
+        self._serving = False
+        self._http.stop(STOP_BOUND_S)
         with self._lock:
             proxies, self.proxies = list(self.proxies.values()), {}
         for proxy in proxies:
@@ -91,7 +111,12 @@ class ToxiproxyServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # -- the API's operations, each returning (status, JSON body) ---------------------------
+    def _log(self, message: str) -> None:
+        if self.verbose:
+            sys.stderr.write(f"faultline serve: {message}\n")
+            sys.stderr.flush()
+
+    # -- the API's operations ---------------------------------------------------------------
 
     def list_proxies(self) -> dict[str, Any]:
         with self._lock:
@@ -108,52 +133,108 @@ class ToxiproxyServer:
         with self._lock:
             if fields["name"] in self.proxies:
                 raise ProxyConflict(f"proxy already exists: {fields['name']!r}")
-            proxy = EmbeddedProxy(
-                fields["upstream"],
-                name=fields["name"],
-                listen=fields["listen"],
-                enabled=fields["enabled"],
-            )
-            self.proxies[proxy.name] = proxy
-            return proxy
+            return self._add(fields)
+
+    def _add(self, fields: dict[str, Any]) -> EmbeddedProxy:
+        proxy = EmbeddedProxy(
+            fields["upstream"],
+            name=fields["name"],
+            listen=fields["listen"],
+            enabled=fields["enabled"],
+        )
+        self.proxies[proxy.name] = proxy
+        return proxy
 
     def populate(self, body: object) -> list[EmbeddedProxy]:
+        """Create or replace a list of proxies, all or nothing: every entry is checked before
+        any proxy changes, and if one cannot listen, the proxies are put back as they were."""
         if isinstance(body, dict) and isinstance(body.get("proxies"), list):
             body = body["proxies"]
         if not isinstance(body, list):
             raise ToxicBadRequest("bad request body: populate takes a JSON list of proxies")
-        entries = [_proxy_fields(entry) for entry in body]
-        done = []
+        entries = []
+        for number, entry in enumerate(body, 1):
+            try:
+                entries.append(_proxy_fields(entry))
+            except ToxicBadRequest as exc:
+                raise ToxicBadRequest(f"{exc} at proxy {number}") from None
+        names = [fields["name"] for fields in entries]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ToxicBadRequest(
+                f"duplicate proxy name {duplicates[0]!r} in populate: give each proxy one entry"
+            )
+        done: list[EmbeddedProxy] = []
+        created: list[EmbeddedProxy] = []
+        replaced: list[dict[str, Any]] = []
         with self._lock:
-            for fields in entries:
-                old = self.proxies.get(fields["name"])
-                if old is not None:
-                    if old.listen == fields["listen"] and old.upstream == fields["upstream"]:
-                        done.append(old)
-                        continue
-                    del self.proxies[old.name]
-                    old.close()  # replaced, as Toxiproxy does when listen or upstream differ
-                done.append(self.create_proxy(fields))
+            try:
+                for fields in entries:
+                    old = self.proxies.get(fields["name"])
+                    if old is not None:
+                        if old.listen == fields["listen"] and old.upstream == fields["upstream"]:
+                            done.append(old)
+                            continue
+                        # Replaced, as Toxiproxy does when listen or upstream differ.
+                        replaced.append(old.as_json())
+                        del self.proxies[old.name]
+                        old.close()
+                    proxy = self._add(fields)
+                    created.append(proxy)
+                    done.append(proxy)
+            except ProxyError:
+                self._restore(created, replaced)
+                raise
         return done
 
+    def _restore(self, created: list[EmbeddedProxy], replaced: list[dict[str, Any]]) -> None:
+        for proxy in created:
+            del self.proxies[proxy.name]
+            proxy.close()
+        for snapshot in replaced:
+            proxy = self._add(
+                {
+                    "name": snapshot["name"],
+                    "upstream": parse_address(snapshot["upstream"]),
+                    "listen": parse_address(snapshot["listen"], "listen"),
+                    "enabled": snapshot["enabled"],
+                }
+            )
+            for toxic in snapshot["toxics"]:
+                proxy.add_toxic(
+                    toxic["type"],
+                    stream=toxic["stream"],
+                    toxicity=toxic["toxicity"],
+                    name=toxic["name"],
+                    **toxic["attributes"],
+                )
+
     def update_proxy(self, name: str, body: object) -> EmbeddedProxy:
+        """Change ``upstream``, ``listen`` and ``enabled``, all or nothing: every field is
+        checked first, and a listen address that cannot be bound leaves the proxy as it was."""
         if not isinstance(body, dict):
             raise ToxicBadRequest("bad request body: a proxy update is a JSON object")
         with self._lock:
             proxy = self.get(name)
-            if "upstream" in body:
-                proxy.set_upstream(parse_address(body["upstream"]))
+            upstream = parse_address(body["upstream"]) if "upstream" in body else None
+            listen = None
             if "listen" in body:
                 listen = _loopback(parse_address(body["listen"], "listen"))
-                if listen != proxy.listen:
-                    proxy.set_listen(listen)
-            if "enabled" in body:
-                if not isinstance(body["enabled"], bool):
-                    raise ToxicBadRequest("bad request body: enabled must be true or false")
-                if body["enabled"]:
-                    proxy.enable()
-                else:
-                    proxy.disable()
+            enabled = body.get("enabled")
+            if "enabled" in body and not isinstance(enabled, bool):
+                raise ToxicBadRequest("bad request body: enabled must be true or false")
+            old_listen = proxy.listen
+            if listen is not None and listen != old_listen:
+                proxy.set_listen(listen)  # on failure it stays where it was
+            if enabled is not None and enabled != proxy.enabled:
+                try:
+                    proxy.enable() if enabled else proxy.disable()
+                except ProxyError:
+                    if proxy.listen != old_listen:
+                        proxy.set_listen(old_listen)
+                    raise
+            if upstream is not None:
+                proxy.set_upstream(upstream)
             return proxy
 
     def delete_proxy(self, name: str) -> None:
@@ -198,6 +279,81 @@ class ToxiproxyServer:
             proxy.enable()
             proxy.reset_toxics()
 
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _handle(self, request: Request) -> Response:
+        """One request (on a handler thread): route it, answer Toxiproxy's codes and JSON."""
+        if request.headers.get("user-agent", "").startswith(BROWSER_PREFIX):
+            return error_response(403, BROWSER_REFUSED)
+        path = urlsplit(request.target).path
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        allowed = _allowed(parts)
+        if allowed is None:
+            return error_response(404, f"no such endpoint: {path}")
+        if request.method not in allowed:
+            response = error_response(
+                405, f"method {request.method} not allowed on {path}; use {', '.join(allowed)}"
+            )
+            response.headers.append(("Allow", ", ".join(allowed)))
+            return response
+        try:
+            status, answer = self._route(request.method, parts, _json_body(request.body))
+        except ProxyError as exc:
+            return error_response(exc.status, str(exc))
+        return json_response(status, answer)
+
+    def _route(self, method: str, parts: list[str], body: object) -> tuple[int, Any]:
+        match parts, method:
+            case ["version"], _:
+                return 200, {"version": TOXIPROXY_VERSION}
+            case ["reset"], _:
+                self.reset()
+                return 204, None
+            case ["populate"], _:
+                return 201, {"proxies": [p.as_json() for p in self.populate(body)]}
+            case ["proxies"], "GET":
+                return 200, self.list_proxies()
+            case ["proxies"], _:
+                return 201, self.create_proxy(body).as_json()
+            case ["proxies", name], "GET":
+                return 200, self.get(name).as_json()
+            case ["proxies", name], "DELETE":
+                self.delete_proxy(name)
+                return 204, None
+            case ["proxies", name], _:
+                return 200, self.update_proxy(name, body).as_json()
+            case ["proxies", name, "toxics"], "GET":
+                return 200, [t.as_json() for t in self.get(name).toxics()]
+            case ["proxies", name, "toxics"], _:
+                # Toxiproxy answers 200 (not 201) to a new toxic.
+                return 200, self.add_toxic(name, body)
+            case ["proxies", name, "toxics", toxic], "GET":
+                return 200, self.get(name).toxic(toxic).as_json()
+            case ["proxies", name, "toxics", toxic], "DELETE":
+                self.get(name).remove_toxic(toxic)
+                return 204, None
+            case ["proxies", name, "toxics", toxic], _:
+                return 200, self.update_toxic(name, toxic, body)
+        raise AssertionError(f"no route for {method} {parts}")  # pragma: no cover - _ROUTES
+
+
+def _allowed(parts: list[str]) -> tuple[str, ...] | None:
+    for shape, methods in _ROUTES.items():
+        if len(shape) == len(parts) and all(
+            s in ("*", p) for s, p in zip(shape, parts, strict=True)
+        ):
+            return methods
+    return None
+
+
+def _json_body(raw: bytes) -> object:
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ToxicBadRequest(f"bad request body: {exc}") from None
+
 
 def _proxy_fields(body: object) -> dict[str, Any]:
     if not isinstance(body, dict):
@@ -234,111 +390,45 @@ def _loopback(address: tuple[str, int]) -> tuple[str, int]:
     return address
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True  # a stuck client must not keep the process alive
-    app: ToxiproxyServer
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
-    server_version = "faultline-serve"
-    timeout = 30.0  # a client that sends half a request does not hold a thread forever
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.app.verbose:
-            sys.stderr.write(f"faultline serve: {format % args}\n")
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
-        parts = [unquote(p) for p in urlsplit(self.path).path.strip("/").split("/")]
+def check_listen_address(host: str, port: object) -> str | None:
+    """What is wrong with ``--host``/``--port`` before anything is bound, or None."""
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        return f"--port {PORT_ERROR.format(port)}"
+    if not host.strip():
+        return "--host is empty; give an address such as 127.0.0.1 (0.0.0.0 for every interface)"
+    if ":" in host:
         try:
-            body = self._body()
-            status, answer = self._route(method, parts, body)
-        except ProxyError as exc:
-            status, answer = exc.status, {"error": str(exc), "status": exc.status}
-        except Exception as exc:  # a bug answers 500, the thread lives on
-            status, answer = 500, {"error": f"internal error: {exc!r}", "status": 500}
-        self._reply(status, answer)
-
-    def _body(self) -> object:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        if not raw.strip():
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise ToxicBadRequest(f"bad request body: {exc}") from None
-
-    def _route(self, method: str, parts: list[str], body: object) -> tuple[int, Any]:
-        app = self.server.app
-        update = method in ("POST", "PATCH")
-        match parts:
-            case ["version"] if method == "GET":
-                return 200, {"version": TOXIPROXY_VERSION}
-            case ["reset"] if method == "POST":
-                app.reset()
-                return 204, None
-            case ["populate"] if method == "POST":
-                return 201, {"proxies": [p.as_json() for p in app.populate(body)]}
-            case ["proxies"] if method == "GET":
-                return 200, app.list_proxies()
-            case ["proxies"] if method == "POST":
-                return 201, app.create_proxy(body).as_json()
-            case ["proxies", name] if method == "GET":
-                return 200, app.get(name).as_json()
-            case ["proxies", name] if update:
-                return 200, app.update_proxy(name, body).as_json()
-            case ["proxies", name] if method == "DELETE":
-                app.delete_proxy(name)
-                return 204, None
-            case ["proxies", name, "toxics"] if method == "GET":
-                return 200, [t.as_json() for t in app.get(name).toxics()]
-            case ["proxies", name, "toxics"] if method == "POST":
-                # Toxiproxy answers 200 (not 201) to a new toxic.
-                return 200, app.add_toxic(name, body)
-            case ["proxies", name, "toxics", toxic] if method == "GET":
-                return 200, app.get(name).toxic(toxic).as_json()
-            case ["proxies", name, "toxics", toxic] if update:
-                return 200, app.update_toxic(name, toxic, body)
-            case ["proxies", name, "toxics", toxic] if method == "DELETE":
-                app.get(name).remove_toxic(toxic)
-                return 204, None
-        known = parts and parts[0] in ("version", "reset", "populate", "proxies")
-        if known and len(parts) <= 4:
-            return 405, {"error": f"method {method} not allowed on {self.path}", "status": 405}
-        return 404, {"error": f"no such endpoint: {self.path}", "status": 404}
-
-    def _reply(self, status: int, answer: Any) -> None:
-        payload = b"" if answer is None else json.dumps(answer).encode() + b"\n"
-        self.send_response(status, HTTPStatus(status).phrase)
-        if payload:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if payload:
-            self.wfile.write(payload)
+            ipaddress.IPv6Address(host.strip("[]"))
+        except ValueError:
+            return (
+                f"--host {host!r} is not an address: give the host alone (127.0.0.1) and "
+                f"the port with --port"
+            )
+    return None
 
 
 def serve(host: str, port: int) -> int:
-    """Run ``faultline serve`` until SIGINT or SIGTERM; the process exit status."""
+    """Run ``faultline serve`` until SIGINT or SIGTERM; the process exit status (2: a bad
+    ``--host`` or ``--port``; 1: the address cannot be used now, e.g. the port is taken)."""
+    problem = check_listen_address(host, port)
+    if problem is not None:
+        print(f"faultline serve: {problem}", file=sys.stderr)
+        return 2
+    host = host.strip("[]")
     try:
         server = ToxiproxyServer(host, port, verbose=True)
     except OSError as exc:
+        where = format_address((host, port))
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+            print(
+                f"faultline serve: cannot listen on {where}: {exc.strerror or exc}; --host must "
+                f"be an address of this machine (127.0.0.1, or 0.0.0.0 for every interface)",
+                file=sys.stderr,
+            )
+            return 2
         print(
-            f"faultline serve: cannot listen on {format_address((host, port))}: "
-            f"{exc.strerror or exc}; pick another --port, or stop what uses it",
+            f"faultline serve: cannot listen on {where}: {exc.strerror or exc}; pick another "
+            f"--port, or stop what uses it",
             file=sys.stderr,
         )
         return 1

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _raw
 from .._context import EventKind
 from ..errors import FaultlineError
+from .address import format_address, split_address
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -76,26 +77,10 @@ def _parse_peer(peer: object) -> tuple[str, frozenset[str], int] | None:
     """(shown form, the addresses it stands for, port), or None for 'every peer'."""
     if peer is None:
         return None
-    if isinstance(peer, str):
-        host, sep, port_text = peer.strip().rpartition(":")
-        host = host.strip("[]")
-        if not sep or not host or not port_text.isdigit():
-            raise FaultlineError(f"cannot read peer {peer!r}: {PEER_HELP}")
-        port = int(port_text)
-    elif (
-        isinstance(peer, tuple)
-        and len(peer) in (2, 4)  # (host, port) or an IPv6 getsockname() tuple
-        and isinstance(peer[0], str)
-        and isinstance(peer[1], int)
-        and not isinstance(peer[1], bool)
-    ):
-        host, port = peer[0], peer[1]
-    else:
-        raise FaultlineError(f"cannot read peer {peer!r}: {PEER_HELP}")
-    if not 0 < port < 65536:
-        raise FaultlineError(
-            f"peer {peer!r} has port {port}, which is not in 1..65535; {PEER_HELP}"
-        )
+    try:
+        host, port = split_address(peer, min_port=1)
+    except ValueError as exc:
+        raise FaultlineError(f"cannot read peer {peer!r}: {exc}; {PEER_HELP}") from None
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -105,8 +90,7 @@ def _parse_peer(peer: object) -> tuple[str, frozenset[str], int] | None:
     addresses = {str(info[4][0]) for info in infos}
     # A dual-stack socket reports an IPv4 peer as an IPv4-mapped IPv6 address.
     addresses |= {f"::ffff:{a}" for a in addresses if ":" not in a}
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return shown, frozenset(addresses), port
+    return format_address((host, port)), frozenset(addresses), port
 
 
 class SocketFault:

@@ -12,7 +12,7 @@ queues chunks behind each other, a timeout stage drops data and asks for a timer
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .protocol import Chooser, ToxicBadRequest
 
@@ -20,9 +20,12 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "CONNECTION_ATTRIBUTES",
+    "EMBEDDED_ONLY",
     "STREAMS",
     "TOXIC_ATTRIBUTES",
     "Item",
+    "Link",
     "Stage",
     "ToxicState",
     "check_toxic",
@@ -44,7 +47,23 @@ TOXIC_ATTRIBUTES: dict[str, dict[str, int]] = {
     "reset_peer": {"timeout": 0},
     "slicer": {"average_size": 0, "size_variation": 0, "delay": 0},
     "limit_data": {"bytes": 0},
+    # The embedded proxy's deterministic cuts (no Toxiproxy equivalent):
+    # reply_lost: the request reaches the server, the connection is cut (reset=1: RST,
+    # reset=0: FIN) before the reply's first byte reaches the client; times=0 means every reply.
+    "reply_lost": {"reset": 1, "times": 1},
+    # refuse: a new connection is cut at once (reset=1: RST, 0: EOF), upstream never contacted.
+    "refuse": {"reset": 0},
 }
+
+# Any toxic may be limited to some new connections (embedded proxy only): let
+# ``skip_connections`` new ones through, then act on the next ``connections`` (0: all of them).
+# Either one given: the toxic leaves connections that were open when it was added alone.
+CONNECTION_ATTRIBUTES: dict[str, int] = {"skip_connections": 0, "connections": 0}
+
+# What a Toxiproxy server does not have: the backend refuses these with a clear error.
+EMBEDDED_ONLY = frozenset({"reply_lost", "refuse"})
+FLAGS = ("reset",)  # attributes that are 0 or 1
+DOWNSTREAM_ONLY = ("reply_lost",)
 
 # What an item asks the proxy to do when it reaches the head of a direction's output queue.
 DATA = "data"  # send the bytes
@@ -72,6 +91,21 @@ class ToxicState:
     stream: str
     toxicity: float
     attributes: dict[str, int] = field(default_factory=dict)
+    # Bookkeeping of the embedded proxy (not part of the JSON shape): new connections seen
+    # since the toxic was added, and how many times a counted fault (reply_lost) acted.
+    seen_connections: int = 0
+    used: int = 0
+
+    def selects_connections(self) -> bool:
+        """The toxic is limited to some new connections (see ``CONNECTION_ATTRIBUTES``)."""
+        return any(self.attributes.get(key) for key in CONNECTION_ATTRIBUTES)
+
+    def takes_new_connection(self) -> bool:
+        """Count one new connection; does the toxic act on it?"""
+        self.seen_connections += 1
+        skip = self.attributes.get("skip_connections", 0)
+        count = self.attributes.get("connections", 0)
+        return self.seen_connections > skip and (not count or self.seen_connections <= skip + count)
 
     def as_json(self) -> dict[str, Any]:
         """Toxiproxy's JSON shape of a toxic."""
@@ -115,30 +149,52 @@ def check_toxic(
             f"toxicity of a {type} toxic must be a number from 0.0 to 1.0 (the chance that a "
             f"connection is affected), got {toxicity!r}"
         )
+    if type in DOWNSTREAM_ONLY and stream != "downstream":
+        raise ToxicBadRequest(
+            f"a {type} toxic cuts the reply, so it acts on stream 'downstream' (the default); "
+            f"got {stream!r}"
+        )
     accepted = TOXIC_ATTRIBUTES[type]
     merged = dict(accepted if base is None else base)
     for key, value in attributes.items():
-        if key not in accepted:
+        if key not in accepted and key not in CONNECTION_ATTRIBUTES:
             raise ToxicBadRequest(
-                f"a {type} toxic has no attribute {key!r}; its attributes are {', '.join(accepted)}"
+                f"a {type} toxic has no attribute {key!r}; its attributes are "
+                f"{', '.join(accepted)}, and any toxic takes {', '.join(CONNECTION_ATTRIBUTES)}"
             )
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ToxicBadRequest(
                 f"attribute {key!r} of a {type} toxic must be a whole number >= 0, got {value!r}"
             )
+        if key in FLAGS and value > 1:
+            raise ToxicBadRequest(
+                f"attribute {key!r} of a {type} toxic is 1 (reset: RST) or 0 (close: EOF), "
+                f"got {value!r}"
+            )
         merged[key] = value
     return type, str(stream), float(toxicity), merged
+
+
+class Link(Protocol):
+    """What a stage may know of its connection: its number, and the bytes each direction has
+    delivered to its destination so far (the byte offsets fault events name)."""
+
+    number: int
+
+    def delivered(self, stream: str) -> int: ...
 
 
 class Stage:
     """A toxic at work on one direction of one connection. The default passes data through."""
 
-    def __init__(self, toxic: ToxicState, chooser: Chooser, now: float) -> None:
+    def __init__(self, toxic: ToxicState, chooser: Chooser, now: float, link: Link) -> None:
         self.toxic = toxic
         self.chooser = chooser
         self.started = now
+        self.link = link
         self.acted = False  # the toxic changed something on this connection
         self.reported = False  # ... and the proxy recorded a fault event for it
+        self.detail = ""  # what it did, when more than "acts on connection N" is worth saying
 
     @property
     def attrs(self) -> dict[str, int]:
@@ -173,8 +229,8 @@ class Latency(Stage):
 
 
 class Bandwidth(Stage):
-    def __init__(self, toxic: ToxicState, chooser: Chooser, now: float) -> None:
-        super().__init__(toxic, chooser, now)
+    def __init__(self, toxic: ToxicState, chooser: Chooser, now: float, link: Link) -> None:
+        super().__init__(toxic, chooser, now, link)
         self.free_at = now
 
     def data(self, t: float, chunk: bytes) -> list[Item]:
@@ -202,8 +258,8 @@ class SlowClose(Stage):
 class Timeout(Stage):
     """Drops data; closes the connection after ``timeout`` ms without data (0: never)."""
 
-    def __init__(self, toxic: ToxicState, chooser: Chooser, now: float) -> None:
-        super().__init__(toxic, chooser, now)
+    def __init__(self, toxic: ToxicState, chooser: Chooser, now: float, link: Link) -> None:
+        super().__init__(toxic, chooser, now, link)
         self.last = now
         self.done = False
 
@@ -233,8 +289,8 @@ class Timeout(Stage):
 class ResetPeer(Stage):
     """On the first input (data or end), waits ``timeout`` ms, then resets the connection."""
 
-    def __init__(self, toxic: ToxicState, chooser: Chooser, now: float) -> None:
-        super().__init__(toxic, chooser, now)
+    def __init__(self, toxic: ToxicState, chooser: Chooser, now: float, link: Link) -> None:
+        super().__init__(toxic, chooser, now, link)
         self.at: float | None = None
 
     def _arm(self, t: float) -> list[Item]:
@@ -280,8 +336,8 @@ class Slicer(Stage):
 class LimitData(Stage):
     """Lets ``bytes`` through, truncating the chunk that crosses the limit, then closes."""
 
-    def __init__(self, toxic: ToxicState, chooser: Chooser, now: float) -> None:
-        super().__init__(toxic, chooser, now)
+    def __init__(self, toxic: ToxicState, chooser: Chooser, now: float, link: Link) -> None:
+        super().__init__(toxic, chooser, now, link)
         self.sent = 0
         self.closed = False
 
@@ -302,6 +358,55 @@ class LimitData(Stage):
         return items
 
 
+class ReplyLost(Stage):
+    """The server acted, the reply never arrived: the first reply bytes that follow bytes
+    delivered upstream cut the connection instead of reaching the client.
+
+    Deterministic: the cut happens when the reply reaches the proxy, whatever the timing of
+    the client and server threads, so the request has always reached the server and no byte
+    of its reply ever reaches the client.
+    """
+
+    def __init__(self, toxic: ToxicState, chooser: Chooser, now: float, link: Link) -> None:
+        super().__init__(toxic, chooser, now, link)
+        self.mark = link.delivered("upstream")  # upstream bytes answered by earlier replies
+        self.cut = False
+
+    def data(self, t: float, chunk: bytes) -> list[Item]:
+        if self.cut:
+            return []
+        times = self.attrs["times"]
+        sent_up = self.link.delivered("upstream")
+        if sent_up <= self.mark or (times and self.toxic.used >= times):
+            self.mark = sent_up
+            return [Item(t, DATA, chunk)]
+        self.toxic.used += 1
+        self.cut = self.acted = True
+        reset = bool(self.attrs["reset"])
+        self.detail = (
+            f"reply lost on connection {self.link.number}: the request reached the server "
+            f"(upstream offset {self.mark}..{sent_up}), the connection was "
+            f"{'reset' if reset else 'closed'} at downstream offset "
+            f"{self.link.delivered('downstream')} before the reply's first byte reached the "
+            f"client ({len(chunk)} reply bytes dropped; cut {self.toxic.used}"
+            f"{f' of {times}' if times else ''})"
+        )
+        return [Item(t, RESET if reset else CLOSE)]
+
+
+class Refuse(Stage):
+    """Cuts a new connection at once; the proxy never contacts the upstream (see relay)."""
+
+    def connect(self) -> str:
+        self.acted = True
+        reset = bool(self.attrs["reset"])
+        self.detail = (
+            f"refused connection {self.link.number}: "
+            f"{'reset' if reset else 'closed'} at connect, upstream not contacted"
+        )
+        return RESET if reset else CLOSE
+
+
 STAGES: dict[str, type[Stage]] = {
     "latency": Latency,
     "bandwidth": Bandwidth,
@@ -310,9 +415,11 @@ STAGES: dict[str, type[Stage]] = {
     "reset_peer": ResetPeer,
     "slicer": Slicer,
     "limit_data": LimitData,
+    "reply_lost": ReplyLost,
+    "refuse": Refuse,
 }
 
 
-def make_stage(toxic: ToxicState, chooser: Chooser, now: float) -> Stage:
-    """The stage that runs ``toxic`` on one direction of one connection."""
-    return STAGES[toxic.type](toxic, chooser, now)
+def make_stage(toxic: ToxicState, chooser: Chooser, now: float, link: Link) -> Stage:
+    """The stage that runs ``toxic`` on one direction of the connection ``link``."""
+    return STAGES[toxic.type](toxic, chooser, now, link)

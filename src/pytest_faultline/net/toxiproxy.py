@@ -22,11 +22,14 @@ from .protocol import (
     ProxyNotFound,
     ProxyServerError,
     ToxicBadRequest,
+    ToxiproxyUnreachable,
+    UnsupportedFault,
     format_address,
     parse_address,
 )
+from .toxics import CONNECTION_ATTRIBUTES, EMBEDDED_ONLY
 
-__all__ = ["RemoteProxy", "RemoteToxic", "ToxiproxyClient"]
+__all__ = ["RemoteProxy", "RemoteToxic", "ToxiproxyClient", "ToxiproxyUnreachable"]
 
 REQUEST_TIMEOUT_S = 10.0
 ERRORS: dict[int, type[ProxyError]] = {
@@ -43,8 +46,25 @@ UNREACHABLE_HINT = (
 Recorder = Callable[[EventKind, str, str], object]
 
 
-class ToxiproxyUnreachable(ProxyServerError):
-    """No Toxiproxy server answers at the URL (nothing listens, or the host is unknown)."""
+EMBEDDED_ONLY_HINT = (
+    "Toxiproxy has no equivalent, so the toxiproxy backend cannot do it: run this test on the "
+    "embedded backend (--faultline-backend=embedded, the default, or an EmbeddedProxy)"
+)
+
+
+def check_remote_toxic(type: str, attributes: dict[str, int]) -> None:
+    """Refuse, before anything is sent, what only the embedded proxy does (a real Toxiproxy
+    would reject the type, or silently ignore an attribute it does not know)."""
+    if type in EMBEDDED_ONLY:
+        raise UnsupportedFault(
+            f"a {type} toxic is a fault of the embedded proxy only: {EMBEDDED_ONLY_HINT}"
+        )
+    limited = [key for key in CONNECTION_ATTRIBUTES if key in attributes]
+    if limited:
+        raise UnsupportedFault(
+            f"{'/'.join(limited)}= (a toxic on some connections only) is a fault of the embedded "
+            f"proxy only: {EMBEDDED_ONLY_HINT}"
+        )
 
 
 class ToxiproxyClient:
@@ -212,9 +232,9 @@ class RemoteProxy:
     def _request(self, method: str, suffix: str = "", body: object = None) -> Any:
         return self.client.request(method, f"/proxies/{quote(self.name, safe='')}{suffix}", body)
 
-    def _note(self, detail: str) -> None:
+    def _note(self, detail: str, kind: EventKind = EventKind.PROXY) -> None:
         if self._record is not None:
-            self._record(EventKind.PROXY, self.name, detail)
+            self._record(kind, self.name, detail)
 
     def add_toxic(
         self,
@@ -225,7 +245,10 @@ class RemoteProxy:
         name: str | None = None,
         **attributes: int,
     ) -> RemoteToxic:
-        """Add a toxic on the server; it acts on live connections too."""
+        """Add a toxic on the server; it acts on live connections too. The embedded proxy's own
+        faults (``reply_lost``, ``refuse``, ``skip_connections=``/``connections=``) raise
+        :class:`~pytest_faultline.UnsupportedFault`: Toxiproxy has no equivalent."""
+        check_remote_toxic(type, attributes)
         body = {
             "name": name or f"{type}_{stream}",
             "type": type,
@@ -249,7 +272,7 @@ class RemoteProxy:
     def disable(self) -> None:
         """Take the proxy down: connections closed, new ones refused."""
         self._set_enabled(False)
-        self._note("proxy disabled")
+        self._note("proxy disabled: closed every connection", EventKind.DISCONNECT)
 
     def enable(self) -> None:
         self._set_enabled(True)
@@ -269,7 +292,9 @@ class RemoteProxy:
         if self._enabled:
             self._set_enabled(False)
             self._set_enabled(True)
-        self._note("closed every connection (disable + enable)")
+        self._note(
+            "reset_connections: closed every connection (disable + enable)", EventKind.DISCONNECT
+        )
 
     def close(self) -> None:
         """Delete the proxy on the server."""

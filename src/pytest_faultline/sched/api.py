@@ -116,9 +116,11 @@ class _Session(ExplorationSession):
         clock = active_clock(faultline)
         if clock is not None:
             faultline.service(SCHED_CLOCK, lambda fl: clock.add_listener(_follow_clock) or True)
-        files = module_files(list(options.modules)) if options.preempt == "lines" else frozenset()
+        files = module_files(list(options.modules)) if options.preempt != "sync" else frozenset()
         self.run_options = RunOptions(
             line_files=files,
+            preempt=options.preempt,
+            modules=options.modules,
             namespaces=_namespaces(
                 list(options.modules), [*(namespaces or []), _own_namespace(fn)]
             ),

@@ -15,7 +15,7 @@ from ..errors import DeadlockError, FaultlineError
 from ..exploring import DEFAULT_MAX_STEPS, DEFAULT_STALL_S
 from . import runtime
 from .integration import install_park_hook
-from .lines import LineHook
+from .lines import make_hook
 from .patches import ORIGINAL_JOIN, ORIGINAL_START, PatchSet
 from .report import swimlane
 from .runtime import DONE, OUTSIDE, Decision, Scheduler, Step, ThreadRecord
@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 __all__ = ["Exploration", "RunOptions", "run_once"]
 
 SCHED_STREAM = "sched"
+# What "explored all schedules" covers, by preempt mode.
+GRANULARITY = {
+    "sync": "exhaustive at sync granularity (switches only at synchronisation operations)",
+    "lines": "exhaustive at line granularity (no switch inside a line)",
+    "bytecode": "exhaustive at bytecode granularity in the named modules",
+    "awaits": "exhaustive at task granularity (switches only at awaits and asyncio primitives)",
+}
 SHRINK_RUNS = 60
 SUPERVISE_POLL_S = 0.02
 UNWIND_BOUND_S = 2.0
@@ -38,6 +45,8 @@ class RunOptions:
     """How each run is driven (validated by ``explore``)."""
 
     line_files: frozenset[str] = frozenset()
+    preempt: str = "sync"  # "lines" or "bytecode": the points in ``modules`` (files: line_files)
+    modules: tuple[str, ...] = ()
     namespaces: tuple[dict[str, Any], ...] = ()
     stall_timeout: float = DEFAULT_STALL_S
     max_steps: int = DEFAULT_MAX_STEPS
@@ -96,6 +105,7 @@ class Exploration:
     exhausted (``dfs``), and the failure with its replay token."""
 
     strategy: str
+    preempt: str = "sync"  # the granularity an exhaustive search is exhaustive at
     schedules: int = 0
     exhausted: bool = False
     failure: BaseException | None = None
@@ -123,7 +133,10 @@ class Exploration:
                 f"schedule {self.schedules} ({self.strategy}) failed: {type(self.failure).__name__}"
             )
         if self.exhausted:
-            return f"explored all {self.schedules} schedules ({self.strategy}): no failure"
+            return (
+                f"explored all {self.schedules} schedules ({self.strategy}): no failure, "
+                f"{GRANULARITY[self.preempt]}"
+            )
         return f"{self.schedules} schedules ({self.strategy}): no failure"
 
     __str__ = summary
@@ -147,8 +160,7 @@ def run_once(
         stall_timeout=options.stall_timeout,
         max_steps=options.max_steps,
     )
-    if options.line_files:
-        sched.line_hook = LineHook(options.line_files)
+    sched.line_hook = make_hook(options.preempt, options.modules, options.line_files)
     if options.clock is not None:
         sched.use_clock(options.clock)
     body = threading.Thread(name="faultline-run", daemon=True)

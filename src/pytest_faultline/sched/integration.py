@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-import importlib
+import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -37,11 +37,12 @@ def chained_stand_in(name: str, stand_in: Callable[..., Any]) -> Callable[..., A
 
 
 def _cleanup_attr(name: str) -> Any:
-    try:
-        module = importlib.import_module("pytest_faultline.cleanup")
-    except ImportError:  # pragma: no cover - the package always ships it
-        return None
-    return getattr(module, name, None)
+    # Not imported here: a clock or a deferral exists only once the test has used them, which
+    # imports the package; until then there is nothing to follow or park, and a first run does
+    # not pay for the import. (A deferral first made inside a run is parked through the
+    # scheduler from the next run on.)
+    module = sys.modules.get("pytest_faultline.cleanup")
+    return None if module is None else getattr(module, name, None)
 
 
 def active_clock(faultline: FaultContext) -> Any:

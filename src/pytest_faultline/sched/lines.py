@@ -15,7 +15,7 @@ from typing import Any
 
 from .runtime import current
 
-__all__ = ["LineHook", "module_files"]
+__all__ = ["LineHook", "claim_tool", "line_point", "make_hook", "module_files", "release_tool"]
 
 TOOL_NAME = "pytest-faultline"
 USE_MONITORING = sys.version_info >= (3, 12)
@@ -35,9 +35,44 @@ def module_files(names: list[str]) -> frozenset[str]:
     return frozenset(files)
 
 
-def _op(filename: str, lineno: int) -> str:
-    text = linecache.getline(filename, lineno).strip()
-    return text[:40] if text else "line"
+# (file, line) -> (operation, site) for the swimlane; per process, so a line is read once.
+_LINE_POINTS: dict[tuple[str, int], tuple[str, str]] = {}
+
+
+def line_point(filename: str, lineno: int) -> tuple[str, str]:
+    """The operation (the line's source) and the site (``file.py:LINE``) of a line point."""
+    key = (filename, lineno)
+    point = _LINE_POINTS.get(key)
+    if point is None:
+        text = linecache.getline(filename, lineno).strip()
+        point = _LINE_POINTS[key] = (
+            text[:40] if text else "line",
+            f"{os.path.basename(filename)}:{lineno}",
+        )
+    return point
+
+
+def claim_tool(mode: str) -> int:
+    """A free ``sys.monitoring`` tool id for one run (3.12+)."""
+    mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+    for tool in (4, 3, 2, 1, 0, 5):
+        try:
+            mon.use_tool_id(tool, TOOL_NAME)
+        except ValueError:
+            continue
+        return tool
+    from ..errors import FaultlineError
+
+    raise FaultlineError(
+        f"preempt={mode!r} needs a free sys.monitoring tool id, and all six are taken "
+        "(debuggers, coverage, profilers); run without them or use preempt='sync'"
+    )
+
+
+def release_tool(tool: int) -> None:
+    mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+    mon.free_tool_id(tool)
+    mon.restart_events()
 
 
 class LineHook:
@@ -54,20 +89,7 @@ class LineHook:
         if not USE_MONITORING:
             return
         mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
-        for tool in (4, 3, 2, 1, 0, 5):
-            try:
-                mon.use_tool_id(tool, TOOL_NAME)
-            except ValueError:
-                continue
-            self._tool = tool
-            break
-        else:
-            from ..errors import FaultlineError
-
-            raise FaultlineError(
-                "preempt='lines' needs a free sys.monitoring tool id, and all six are taken "
-                "(debuggers, coverage, profilers); run without them or use preempt='sync'"
-            )
+        self._tool = claim_tool("lines")
         mon.restart_events()
         mon.register_callback(self._tool, mon.events.LINE, self._on_line)
         mon.set_events(self._tool, mon.events.LINE)
@@ -78,8 +100,7 @@ class LineHook:
         mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
         mon.set_events(self._tool, 0)
         mon.register_callback(self._tool, mon.events.LINE, None)
-        mon.free_tool_id(self._tool)
-        mon.restart_events()
+        release_tool(self._tool)
         self._tool = None
 
     def _on_line(self, code: CodeType, line: int) -> Any:
@@ -87,10 +108,8 @@ class LineHook:
             return sys.monitoring.DISABLE  # type: ignore[attr-defined,unused-ignore]
         ctx = current()
         if ctx is not None:
-            filename = code.co_filename
-            ctx[0].point(
-                ctx[1], _op(filename, line), None, site=f"{os.path.basename(filename)}:{line}"
-            )
+            op, site = line_point(code.co_filename, line)
+            ctx[0].point(ctx[1], op, None, site=site)
         return None
 
     # -- sys.settrace (3.10, 3.11): per thread ------------------------------------------------
@@ -114,11 +133,17 @@ class LineHook:
         if event == "line":
             ctx = current()
             if ctx is not None:
-                filename = frame.f_code.co_filename
-                ctx[0].point(
-                    ctx[1],
-                    _op(filename, frame.f_lineno),
-                    None,
-                    site=f"{os.path.basename(filename)}:{frame.f_lineno}",
-                )
+                op, site = line_point(frame.f_code.co_filename, frame.f_lineno)
+                ctx[0].point(ctx[1], op, None, site=site)
         return self._trace_line
+
+
+def make_hook(preempt: str, modules: tuple[str, ...], files: frozenset[str]) -> Any:
+    """The hook that makes ``modules``' lines or bytecodes scheduling points, or None."""
+    if preempt == "bytecode":
+        from .bytecode import BytecodeHook
+
+        return BytecodeHook(modules, files)
+    if preempt == "lines" and files:
+        return LineHook(files)
+    return None

@@ -88,7 +88,7 @@ class ExplorationSession:
         self.explicit = token is not None or (
             self.replaying is not None and self.replaying == faultline.settings.replay
         )
-        self.exploration = Exploration(strategy=options.strategy)
+        self.exploration = Exploration(strategy=options.strategy, preempt=options.preempt)
         self.started = _raw.monotonic()
         budget = options.budget
         self.deadline = None if budget is None else self.started + float(budget)

@@ -253,9 +253,12 @@ class SessionManager:
             return [s for s in self.sessions.values() if s.protocol is protocol]
 
     def set_reconnect_time(self, client: Client, seconds: float) -> None:
-        """Give the client ``seconds`` to come back before its busy sessions are killed."""
+        """Give the client ``seconds`` to come back before its busy sessions, and those with
+        results not yet delivered, are killed."""
         for session in self.of(client.user, client.cid):
-            if session.busy:
+            # Busy, or holding results it could not send (its send failed on the dropped link
+            # just before this recycle: found by the fault sweep, tests/test_proofd_sweep.py).
+            if session.busy or session.outbox:
                 session.reconnect_deadline = time.monotonic() + seconds
 
     def check_active_sessions(self) -> None:

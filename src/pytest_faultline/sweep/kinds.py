@@ -1,0 +1,236 @@
+"""The kinds of fault a sweep injects, and where each makes sense.
+
+A kind says which sites it applies to (``applies``) and what it does there: ``at_call`` at a
+fault point or a wrapped call (raise, or drop the connections and go on), ``at_socket`` at a
+socket operation (it makes the call itself, changed, or raises instead). New kinds (asyncio
+cancellation, thread preemption where the scheduler runs) are added to :data:`KINDS` the same
+way: a subclass of :class:`FaultKind` and its name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._context import EventKind
+from ..errors import FaultlineError, InjectedFault
+from .sites import CALL, POINT, SOCKET, Site
+
+if TYPE_CHECKING:
+    from .._context import FaultContext
+
+__all__ = ["DEFAULT_KINDS", "KINDS", "FaultKind", "SocketCall", "parse_kinds"]
+
+READS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg")
+EOF_RESULTS: dict[str, Any] = {
+    "recv": b"",
+    "recv_into": 0,
+    "recvfrom": (b"", None),
+    "recvfrom_into": (0, None),
+    "recvmsg": (b"", [], 0, None),
+}
+
+
+class SocketCall:
+    """One intercepted socket operation, as a kind sees it."""
+
+    def __init__(
+        self, method: str, sock: socket.socket, call: Callable[..., Any], args: tuple[Any, ...]
+    ) -> None:
+        self.method = method
+        self.sock = sock
+        self.call = call
+        self.args = args
+
+    def proceed(self, args: tuple[Any, ...] | None = None) -> Any:
+        return self.call(self.sock, *(self.args if args is None else args))
+
+    def end(self) -> None:
+        """Shut the connection down both ways, so the peer's code sees it end too."""
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+
+    def eof(self) -> Any:
+        return EOF_RESULTS[self.method]
+
+
+class FaultKind:
+    """One kind of fault. ``name`` is what ``kinds=`` calls it and the report's column."""
+
+    name = "fault"
+    event = EventKind.ACTION
+    # After this fault, later reads on the connection: "stall" time out, "eof" return EOF.
+    ends_stream: str | None = None
+
+    def applies(self, site: Site) -> bool:
+        return False
+
+    def at_call(self, context: FaultContext, site: Site) -> None:
+        raise NotImplementedError
+
+    def at_socket(self, context: FaultContext, site: Site, op: SocketCall) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<fault kind {self.name}>"
+
+
+class RaiseKind(FaultKind):
+    """Raise an exception (``InjectedFault`` unless another type is given) at a point or call."""
+
+    event = EventKind.RAISE
+
+    def __init__(self, exc: type[BaseException] = InjectedFault) -> None:
+        self.exc = exc
+        self.name = "raise" if exc is InjectedFault else f"raise:{exc.__name__}"
+
+    def applies(self, site: Site) -> bool:
+        return site.where in (POINT, CALL)
+
+    def at_call(self, context: FaultContext, site: Site) -> None:
+        __tracebackhide__ = True
+        raise self.exc(f"fault injected by the sweep at {site.describe()}")
+
+
+class DisconnectKind(FaultKind):
+    """Drop every connection of the test (both ends) at a point or call, then go on."""
+
+    name = "disconnect"
+    event = EventKind.DISCONNECT
+
+    def applies(self, site: Site) -> bool:
+        return site.where in (POINT, CALL)
+
+    def at_call(self, context: FaultContext, site: Site) -> None:
+        context.run_handlers("disconnect", None)
+
+
+class StallKind(FaultKind):
+    """The stream stalls at this read: it and every later read on the connection time out (at
+    once: the sweep does not wait out the timeout). A connect times out."""
+
+    name = "stall"
+    event = EventKind.TIMEOUT
+    ends_stream = "stall"
+
+    def applies(self, site: Site) -> bool:
+        return site.where == SOCKET and site.op in ("read", "connect") and site.blocking
+
+    def at_socket(self, context: FaultContext, site: Site, op: SocketCall) -> Any:
+        raise stalled(op.sock)
+
+
+def stalled(sock: socket.socket) -> TimeoutError:
+    if sock.gettimeout() is not None:
+        return TimeoutError("timed out")  # what a real socket timeout says
+    return TimeoutError(
+        "faultline sweep: this read was stalled and the socket has no timeout, so against a "
+        "real stalled peer it would block forever"
+    )
+
+
+class TruncateKind(FaultKind):
+    """The peer closes the connection before this read: it returns EOF, mid-message."""
+
+    name = "truncate"
+    event = EventKind.EOF
+    ends_stream = "eof"
+
+    def applies(self, site: Site) -> bool:
+        return site.where == SOCKET and site.op == "read"
+
+    def at_socket(self, context: FaultContext, site: Site, op: SocketCall) -> Any:
+        op.end()
+        return op.eof()
+
+
+class ResetKind(FaultKind):
+    """The peer resets the connection: this read or write raises ``ConnectionResetError``
+    (later reads return EOF); a connect is refused."""
+
+    name = "reset"
+    event = EventKind.RESET
+    ends_stream = "eof"
+
+    def applies(self, site: Site) -> bool:
+        return site.where == SOCKET
+
+    def at_socket(self, context: FaultContext, site: Site, op: SocketCall) -> Any:
+        if site.op == "connect":
+            raise ConnectionRefusedError(
+                errno.ECONNREFUSED, "Connection refused (injected by the faultline sweep)"
+            )
+        op.end()
+        raise ConnectionResetError(
+            errno.ECONNRESET, "Connection reset by peer (injected by the faultline sweep)"
+        )
+
+
+class ShortReadKind(FaultKind):
+    """This read returns at most one byte."""
+
+    name = "short_read"
+    event = EventKind.SHORT_READ
+
+    def applies(self, site: Site) -> bool:
+        return site.where == SOCKET and site.op == "read"
+
+    def at_socket(self, context: FaultContext, site: Site, op: SocketCall) -> Any:
+        args = list(op.args)
+        if op.method in ("recv_into", "recvfrom_into"):
+            if len(args) < 2:
+                args.append(1)
+            else:
+                args[1] = 1
+        else:
+            args[0] = 1
+        return op.proceed(tuple(args))
+
+
+KINDS: dict[str, Callable[[], FaultKind]] = {
+    "raise": RaiseKind,
+    "disconnect": DisconnectKind,
+    "stall": StallKind,
+    "truncate": TruncateKind,
+    "reset": ResetKind,
+    "short_read": ShortReadKind,
+}
+"""Every kind ``kinds=`` may name (an exception class also stands for a ``raise`` of it)."""
+
+DEFAULT_KINDS = ("raise", "disconnect", "stall", "truncate", "reset", "short_read")
+KINDS_HELP = (
+    "kinds are names among "
+    + ", ".join(repr(k) for k in KINDS)
+    + " or exception classes (raised at points and calls), for example "
+    "kinds=['disconnect', 'stall'] or kinds=[ConnectionResetError]"
+)
+
+
+def parse_kinds(given: object, *, where: str) -> tuple[FaultKind, ...]:
+    """The kinds named by ``given`` (a name, a comma-separated string, or a list of names and
+    exception classes); :class:`FaultlineError` naming ``where`` for a bad one."""
+    if given is None:
+        given = DEFAULT_KINDS
+    if isinstance(given, str):
+        given = [k.strip() for k in given.split(",") if k.strip()]
+    if not isinstance(given, (list, tuple)) or not given:
+        raise FaultlineError(f"{where}: kinds must be a non-empty list; {KINDS_HELP}")
+    kinds: list[FaultKind] = []
+    for item in given:
+        if isinstance(item, type) and issubclass(item, BaseException):
+            kind: FaultKind = RaiseKind(item)
+        elif isinstance(item, str) and item in KINDS:
+            kind = KINDS[item]()
+        else:
+            import difflib
+
+            close = difflib.get_close_matches(str(item), KINDS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise FaultlineError(f"{where}: unknown fault kind {item!r}{hint}; {KINDS_HELP}")
+        if any(k.name == kind.name for k in kinds):
+            raise FaultlineError(f"{where}: fault kind {kind.name!r} is given twice")
+        kinds.append(kind)
+    return tuple(kinds)

@@ -1,0 +1,95 @@
+"""Fault sites: the places a sweep can inject a fault, named so that another run of the same body
+finds the same place again (a point's or call's arrival number; a connection's byte offset)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+
+from ..decider import derive_seed
+
+__all__ = ["CALL", "POINT", "SOCKET", "WHERE_CODES", "Site", "caller_location", "stem_hash"]
+
+POINT = "point"
+CALL = "call"
+SOCKET = "socket"
+WHERE_CODES = {POINT: 0, CALL: 1, SOCKET: 2}
+WHERE_NAMES = {code: where for where, code in WHERE_CODES.items()}
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_STDLIB_DIRS = tuple(
+    os.path.normcase(os.path.abspath(p))
+    for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
+)
+
+
+@dataclass(frozen=True)
+class Site:
+    """One place a fault can be injected.
+
+    ``where`` is ``"point"`` (a fault point), ``"call"`` (a target named in ``targets=``) or
+    ``"socket"`` (an operation on a TCP connection of the test). ``name`` is the point's name,
+    the target's path, or the connection's name in its run (``connected#0``, ``accepted#1``: the
+    n-th connection made or accepted in the run). ``op`` is ``connect``, ``read`` or ``write``
+    for sockets. ``hit`` is the arrival number (from 1) for points and calls, the number of bytes
+    that crossed the connection in that direction before this operation for sockets. ``location``
+    is ``file:line`` of the code that reached it in the recording run."""
+
+    where: str
+    name: str
+    op: str
+    hit: int
+    location: str = field(default="", compare=False)
+    blocking: bool = field(default=True, compare=False)
+
+    @property
+    def stem(self) -> str:
+        """The site without its hit number: what a token names by hash."""
+        return f"{self.name}:{self.op}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.where}:{self.stem}@{self.hit}"
+
+    def describe(self) -> str:
+        if self.where == SOCKET:
+            if self.op == "connect":
+                return f"{self.name} connect"
+            return f"{self.name} {self.op} after {self.hit} B"
+        return f"{self.where} {self.name} #{self.hit}"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def stem_hash(where: str, stem: str) -> int:
+    """A 32-bit name for a site's stem, stable across runs and processes (tokens carry it)."""
+    return derive_seed(0, "sweep-site", where, stem)
+
+
+def _internal(filename: str) -> bool:
+    path = os.path.normcase(os.path.abspath(filename))
+    if path.startswith(os.path.normcase(_PACKAGE_DIR)):
+        return True
+    if "site-packages" in path or "dist-packages" in path:
+        return False
+    return path.startswith(_STDLIB_DIRS) or filename.startswith("<")
+
+
+def caller_location(depth: int = 2) -> str:
+    """``file:line`` of the nearest frame outside faultline and the standard library."""
+    frame = sys._getframe(depth)
+    while frame is not None and _internal(frame.f_code.co_filename):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return "?"
+    filename = frame.f_code.co_filename
+    try:
+        shown = os.path.relpath(filename)
+    except ValueError:
+        shown = filename
+    if shown.startswith(".."):
+        shown = os.path.basename(filename)
+    return f"{shown}:{frame.f_lineno}"
