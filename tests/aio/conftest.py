@@ -16,6 +16,6 @@ def _search_not_cached_replay(request: pytest.FixtureRequest) -> None:
         return
     fl = request.getfixturevalue("faultline")
     if fl.decider.token_in is not None and fl.settings.replay is None:
-        fl.decider = Decider(
-            derive_seed(fl.settings.seed, request.node.nodeid), test=fl.decider.test
+        fl.adopt_decider(
+            Decider(derive_seed(fl.settings.seed, request.node.nodeid), test=fl.decider.test)
         )
