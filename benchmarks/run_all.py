@@ -178,7 +178,7 @@ def _lost(match: re.Match[str]) -> float:
     return _float(match.group(2)) - _float(match.group(1))
 
 
-BENCHMARKS = (
+BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "bench_points.py",
         (Metric("disarmed point() / empty call", r"point overhead ratio: ([\d.]+)", "<=", 1.5),),
@@ -309,6 +309,43 @@ class Outcome:
     stderr: str = ""
     figures: list[Figure] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+
+
+ASYNC_ROW = re.compile(
+    r"^(?P<race>\w+)\s+faultline\s+(?P<found>\d+)/(?P<runs>\d+)\s+(?P<cold>[\d.]+|-)"
+)
+
+
+def async_table(output: str) -> list[Figure]:
+    """One figure per race of bench_async: cold seconds to the first failing schedule
+    (< 0.1 s, the asyncio target of the design)."""
+    figures: list[Figure] = []
+    for line in output.splitlines():
+        match = ASYNC_ROW.match(line)
+        if match is None:
+            continue
+        cold = float("inf") if match["cold"] == "-" else _float(match["cold"]) * 1000
+        figures.append(Figure(f"asyncio catch (cold): {match['race']}", cold, "<", 100.0, " ms"))
+    return figures
+
+
+BENCHMARKS = (
+    *BENCHMARKS,
+    Benchmark(
+        "bench_async.py",
+        (
+            Metric(
+                "task scheduling decisions per second",
+                r"task scheduling decisions per second: ([\d,.]+)",
+                ">=",
+                2000.0,
+            ),
+        ),
+        parsers=(async_table,),
+        min_parsed=1,
+        quick_args=("--repeat", "1"),
+    ),
+)
 
 
 def run_one(bench: Benchmark, quick: bool, timeout: float) -> Outcome:

@@ -65,6 +65,7 @@ class EventKind(str, enum.Enum):  # noqa: UP042 - not StrEnum: members carry is_
     CALL = ("call", True)
     STALL = ("stall", True)
     PREEMPT = ("preempt", True)
+    CANCEL = ("cancel", True)  # an asyncio task cancelled at a point or call
     DISCONNECT = ("disconnect", True)
     ACTION = ("action", True)  # an action of the user's own
     WATCH = ("watch", False)

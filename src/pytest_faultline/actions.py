@@ -25,6 +25,7 @@ __all__ = [
     "PROCEED",
     "Action",
     "Call",
+    "Cancel",
     "Delay",
     "Disconnect",
     "Hit",
@@ -68,6 +69,12 @@ class Action:
 
     def perform(self, hit: Hit) -> Any:
         raise NotImplementedError
+
+    async def perform_async(self, hit: Hit) -> Any:
+        """The action at an armed coroutine function, inside it when it is awaited: by default
+        :meth:`perform`; actions that wait (``Delay``, ``Stall``) or switch (``Preempt``,
+        ``Cancel``) await instead of blocking the event loop."""
+        return self.perform(hit)
 
     def describe(self) -> str:
         return self.kind
@@ -125,6 +132,12 @@ class Delay(Action):
         time.sleep(self.seconds)
         return PROCEED
 
+    async def perform_async(self, hit: Hit) -> Any:
+        import asyncio
+
+        await asyncio.sleep(self.seconds)  # loop time: virtual on faultline's loop
+        return PROCEED
+
     def describe(self) -> str:
         return f"delay {self.seconds}s"
 
@@ -170,6 +183,8 @@ class Stall(Action):
     timeout: float = STALL_BOUND_S
     kind = "stall"
     _released: _raw.RawEvent = field(default_factory=_raw.RawEvent, init=False, repr=False)
+    _waiters: list[tuple[Any, Any]] = field(default_factory=list, init=False, repr=False)
+    _waiters_lock: Any = field(default_factory=_raw.allocate_lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
@@ -184,9 +199,39 @@ class Stall(Action):
             )
         return PROCEED
 
+    async def perform_async(self, hit: Hit) -> Any:
+        import asyncio
+
+        if self._released.is_set():
+            return PROCEED
+        # A future the release resolves: the task awaits, the loop and its other tasks go on.
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._waiters_lock:
+            self._waiters.append((loop, future))
+        if self._released.is_set():  # released meanwhile, from another thread
+            self._wake()
+        try:
+            await asyncio.wait_for(future, self.timeout)  # loop time
+        except TimeoutError:
+            hit.faultline.record(
+                EventKind.STALL_TIMEOUT,
+                hit.target,
+                f"not released within {self.timeout}s; going on",
+            )
+        return PROCEED
+
+    def _wake(self) -> None:
+        with self._waiters_lock:
+            waiters, self._waiters[:] = list(self._waiters), []
+        for loop, future in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, future)
+
     def release(self) -> None:
-        """Let every stalled thread (and every later arrival) go on."""
+        """Let every stalled thread or task (and every later arrival) go on."""
         self._released.set()
+        self._wake()
 
     @property
     def released(self) -> bool:
@@ -204,6 +249,47 @@ class Preempt(Action):
 
     def perform(self, hit: Hit) -> Any:
         hit.faultline.run_handlers("preempt", hit)
+        return PROCEED
+
+    async def perform_async(self, hit: Hit) -> Any:
+        import asyncio
+
+        hit.faultline.run_handlers("preempt", hit)
+        await asyncio.sleep(0)  # a scheduling point of the controlled loop
+        return PROCEED
+
+
+@dataclass
+class Cancel(Action):
+    """Cancel the asyncio task that reaches the target: at an armed coroutine function the
+    ``CancelledError`` is raised inside it when it is awaited; at a point or a plain call it is
+    raised at the task's next ``await``."""
+
+    kind = "cancel"
+
+    def _task(self, hit: Hit) -> Any:
+        import asyncio
+
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:
+            task = None
+        if task is None:
+            raise FaultlineError(
+                f"Cancel() at {hit.target!r}: it was reached outside an asyncio task, so there "
+                f"is nothing to cancel; arm it on code that runs in a task"
+            )
+        return task
+
+    def perform(self, hit: Hit) -> Any:
+        self._task(hit).cancel(f"cancelled by faultline at {hit.target!r}")
+        return PROCEED
+
+    async def perform_async(self, hit: Hit) -> Any:
+        import asyncio
+
+        self._task(hit).cancel(f"cancelled by faultline at {hit.target!r}")
+        await asyncio.sleep(0)  # the CancelledError is raised here, inside the target
         return PROCEED
 
 
@@ -228,10 +314,15 @@ class Watch(Action):
         return PROCEED
 
 
+def _resolve(future: Any) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 ACTION_HELP = (
     "an action is an exception class or instance (raised), a callable (called with the target's "
     "arguments), or one of pytest_faultline.actions: Raise, Delay, Return, Call, Stall, Preempt, "
-    "Disconnect, Watch"
+    "Cancel, Disconnect, Watch"
 )
 
 

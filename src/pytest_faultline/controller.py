@@ -256,6 +256,9 @@ class Faultline(FaultContext):
         path = call_target.path
 
         def make_wrapper(original: Callable[..., Any]) -> Callable[..., Any]:
+            if inspect.iscoroutinefunction(original):
+                return self._async_wrapper(path, original)
+
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 __tracebackhide__ = True
                 result = self._dispatch(path, args, kwargs)
@@ -267,6 +270,21 @@ class Faultline(FaultContext):
 
         call_target.install(make_wrapper)
         self.undo.push(call_target.restore, f"restore {path}")
+
+    def _async_wrapper(self, path: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        """An armed coroutine function: the actions happen when it is awaited, inside it."""
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            with self._events_lock:
+                self._arrivals[path] = self._arrivals.get(path, 0) + 1
+            for arming in list(self._armings.get(path, ())):
+                result = await arming.arrive_async(args, kwargs)
+                if result is not PROCEED:
+                    return result
+            return await original(*args, **kwargs)
+
+        return wrapper
 
     def armings(self, target: str | None = None) -> list[Arming]:
         """Every arming of this test, or those of ``target``."""
@@ -472,13 +490,23 @@ class Faultline(FaultContext):
         return make_deferral(self, target, until=until, seconds=seconds)
 
     def explore(self, fn: Callable[[], object], **options: Any) -> Exploration:
-        """Run ``fn`` under many controlled thread interleavings (see ``thread_preemption``)."""
+        """Run ``fn`` under many controlled thread interleavings (see ``thread_preemption``);
+        a coroutine function under many asyncio task orders (see ``task_interleaving``)."""
+        if inspect.iscoroutinefunction(fn):
+            from . import aio
+
+            return aio.explore(self, fn, **options)
         from .sched import explore
 
         return explore(self, fn, **options)
 
     def replay(self, fn: Callable[[], object], token: str, **options: Any) -> Exploration:
-        """Run ``fn`` under the one schedule recorded in ``token``."""
+        """Run ``fn`` (a function or a coroutine function) under the one schedule recorded in
+        ``token``."""
+        if inspect.iscoroutinefunction(fn):
+            from . import aio
+
+            return aio.replay(self, fn, token, **options)
         from .sched import replay
 
         return replay(self, fn, token, **options)

@@ -25,7 +25,7 @@ __all__ = [
 
 STRATEGIES = ("random", "pct", "dfs")
 DEFAULT_STRATEGY = "random"  # fewest schedules on the benchmark's bugs (bench_sched.py)
-PREEMPT_MODES = ("sync", "lines", "bytecode")
+PREEMPT_MODES = ("sync", "lines", "bytecode", "awaits")
 DEFAULT_RUNS = 100
 DEFAULT_DEPTH = 3
 DEFAULT_STALL_S = 10.0
@@ -41,8 +41,9 @@ class ExploreOptions:
     """How an exploration searches: ``runs`` schedules (None: the ``--faultline-runs`` setting,
     else 100) chosen by ``strategy`` ("random", "pct" with bug depth ``depth``, or "dfs" with at
     most ``max_preemptions`` preemptions per schedule); scheduling points at synchronisation
-    operations (``preempt="sync"``), also at every line of ``modules`` (``"lines"``) or also
-    between the bytecodes of ``modules`` that touch shared state (``"bytecode"``); the
+    operations (``preempt="sync"``), also at every line of ``modules`` (``"lines"``), also
+    between the bytecodes of ``modules`` that touch shared state (``"bytecode"``), or, for
+    asyncio tasks, at every ``await`` in ``modules`` (``"awaits"``); the
     search stops after ``budget`` seconds; a run that makes no progress for ``stall_timeout``
     seconds, or takes more than ``max_steps`` steps, is reported; a failure is shrunk unless
     ``shrink=False``. Names bound at import to ``time``/``threading`` functions (``from time
@@ -116,8 +117,14 @@ class ExploreOptions:
         if self.preempt not in PREEMPT_MODES:
             raise error(
                 f"{where}: preempt must be 'sync' (switch at synchronisation operations), "
-                f"'lines' (also at every line of modules=[...]) or 'bytecode' (also between "
-                f"the bytecodes of modules=[...]), got {self.preempt!r}"
+                f"'lines' (also at every line of modules=[...]), 'bytecode' (also between "
+                f"the bytecodes of modules=[...]) or 'awaits' (asyncio: also at every await of "
+                f"modules=[...]), got {self.preempt!r}"
+            )
+        if self.preempt == "awaits" and not self.modules:
+            raise error(
+                f"{where}: preempt='awaits' needs modules=['pkg.mod', ...]: the modules whose "
+                f"every await becomes a scheduling point"
             )
         if self.preempt in ("lines", "bytecode") and not self.modules:
             what = "line" if self.preempt == "lines" else "shared-state bytecode"

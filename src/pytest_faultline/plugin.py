@@ -77,6 +77,10 @@ def pytest_configure(config: pytest.Config) -> None:
         if settings.report is not None:
             json_report = JsonReport(settings.report, settings.seed)
         config.pluginmanager.register(SessionReport(config, tokens, json_report), SESSION_PLUGIN)
+    if hasattr(config.hook, "pytest_asyncio_loop_factories"):  # pytest-asyncio >= 1.4
+        from .aio.asyncio_plugin import ASYNCIO_PLUGIN, LoopFactories
+
+        config.pluginmanager.register(LoopFactories(settings.scenarios), ASYNCIO_PLUGIN)
     if settings.lockdep:
         from .lockorder.session import LOCKDEP_PLUGIN, LockdepPlugin
 

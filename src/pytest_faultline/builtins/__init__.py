@@ -5,6 +5,6 @@ Importing this package must stay cheap: each scenario imports its machinery when
 
 from __future__ import annotations
 
-from . import cleanup, locks, net, sweep, threads
+from . import cleanup, locks, net, sweep, tasks, threads
 
-__all__ = ["cleanup", "locks", "net", "sweep", "threads"]
+__all__ = ["cleanup", "locks", "net", "sweep", "tasks", "threads"]

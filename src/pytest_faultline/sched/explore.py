@@ -6,9 +6,9 @@ import dis
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import _points, _raw
 from .._sites import relative
@@ -35,6 +35,7 @@ GRANULARITY = {
     "sync": "exhaustive at sync granularity (switches only at synchronisation operations)",
     "lines": "exhaustive at line granularity (no switch inside a line)",
     "bytecode": "exhaustive at bytecode granularity in the named modules",
+    "awaits": "exhaustive at task granularity (switches only at awaits and asyncio primitives)",
 }
 SHRINK_RUNS = 60
 SUPERVISE_POLL_S = 0.02
@@ -54,12 +55,39 @@ class RunOptions:
     clock: Any = None  # the test's running clock, if any
 
 
+class Lane(Protocol):
+    """A thread or an asyncio task as the reports show it."""
+
+    @property
+    def title(self) -> str: ...
+
+
+class RunLog(Protocol):
+    """What a run leaves for shrinking and reports, whether it scheduled threads
+    (:class:`~.runtime.Scheduler`) or asyncio tasks (``aio``'s controlled loop)."""
+
+    @property
+    def decisions(self) -> list[Decision]: ...
+    @property
+    def trace(self) -> Sequence[Step]: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def stalled(self) -> bool: ...
+    @property
+    def threads(self) -> Sequence[Lane]: ...
+    @property
+    def failure_thread(self) -> Lane | None: ...
+    @property
+    def preempted_at(self) -> set[int]: ...
+
+
 @dataclass
 class RunResult:
     """One run: its failure (if any), its decisions and the scheduler (for the report)."""
 
     decider: Decider
-    sched: Scheduler
+    sched: RunLog
     failure: BaseException | None
 
     @property

@@ -25,6 +25,8 @@ from .runtime import (
 if TYPE_CHECKING:
     from types import FrameType
 
+    from .explore import RunLog
+
 __all__ = ["deadlock_message", "describe_blocking", "stall_message", "swimlane"]
 
 SWIMLANE_STEPS = 24
@@ -217,7 +219,7 @@ def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "~"
 
 
-def swimlane(sched: Scheduler, steps: int = SWIMLANE_STEPS) -> str:
+def swimlane(sched: RunLog, steps: int = SWIMLANE_STEPS) -> str:
     """The last ``steps`` scheduling points, one column per thread."""
     trace: list[Step] = list(sched.trace)[-steps:]
     if not trace:

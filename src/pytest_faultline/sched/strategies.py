@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from ..exploring import STRATEGIES
-from .runtime import Decision, Scheduler, ThreadRecord
+from .runtime import Decision
+
+if TYPE_CHECKING:
+    from ..decider import Stream
 
 __all__ = [
     "STRATEGIES",
+    "Chooser",
     "DepthFirst",
     "PrefixReplay",
     "Probabilistic",
     "RandomWalk",
+    "Runnable",
     "TokenReplay",
     "make_strategy",
     "preemptions",
@@ -27,12 +33,27 @@ __all__ = [
 PCT_FIRST_ESTIMATE = 20
 
 
+class Chooser(Protocol):
+    """What a strategy needs of a scheduler (threads or asyncio tasks): the recorded stream its
+    choices go to."""
+
+    @property
+    def stream(self) -> Stream: ...
+
+
+class Runnable(Protocol):
+    """What a strategy needs of an alternative (a thread or a task): a stable index in the run."""
+
+    @property
+    def index(self) -> int: ...
+
+
 def preemptions(decisions: Sequence[Decision]) -> int:
     """How many times a runnable thread was switched away from."""
     return sum(1 for d in decisions if d.preemptive)
 
 
-def _record(sched: Scheduler, k: int) -> int:
+def _record(sched: Chooser, k: int) -> int:
     sched.stream.choices.append(k)
     return k
 
@@ -45,7 +66,7 @@ class RandomWalk:
     def begin(self, rng: random.Random) -> None:
         pass
 
-    def pick(self, sched: Scheduler, me: ThreadRecord, alts: list[ThreadRecord]) -> int:
+    def pick(self, sched: Chooser, me: Runnable, alts: Sequence[Runnable]) -> int:
         return sched.stream.choice(len(alts))
 
     def end(self, decisions: list[Decision]) -> None:
@@ -78,13 +99,13 @@ class Probabilistic:
         # The i-th change point lowers the running thread to priority i (below every initial one).
         self._changes = {step: i for i, step in enumerate(sorted(points), start=1)}
 
-    def _prio(self, rec: ThreadRecord) -> float:
+    def _prio(self, rec: Runnable) -> float:
         prio = self._priority.get(rec.index)
         if prio is None:
             prio = self._priority[rec.index] = self.depth + self._rng.random()
         return prio
 
-    def pick(self, sched: Scheduler, me: ThreadRecord, alts: list[ThreadRecord]) -> int:
+    def pick(self, sched: Chooser, me: Runnable, alts: Sequence[Runnable]) -> int:
         self._step += 1
         for rec in alts:
             self._prio(rec)
@@ -114,7 +135,7 @@ class DepthFirst:
     def begin(self, rng: random.Random) -> None:
         self._pos = 0
 
-    def pick(self, sched: Scheduler, me: ThreadRecord, alts: list[ThreadRecord]) -> int:
+    def pick(self, sched: Chooser, me: Runnable, alts: Sequence[Runnable]) -> int:
         pos = self._pos
         self._pos += 1
         k = self.prefix[pos] if pos < len(self.prefix) else 0
@@ -151,7 +172,7 @@ class PrefixReplay:
     def begin(self, rng: random.Random) -> None:
         self._pos = 0
 
-    def pick(self, sched: Scheduler, me: ThreadRecord, alts: list[ThreadRecord]) -> int:
+    def pick(self, sched: Chooser, me: Runnable, alts: Sequence[Runnable]) -> int:
         pos = self._pos
         self._pos += 1
         k = self.prefix[pos] if pos < len(self.prefix) else 0
@@ -170,7 +191,7 @@ class TokenReplay:
     def begin(self, rng: random.Random) -> None:
         pass
 
-    def pick(self, sched: Scheduler, me: ThreadRecord, alts: list[ThreadRecord]) -> int:
+    def pick(self, sched: Chooser, me: Runnable, alts: Sequence[Runnable]) -> int:
         return sched.stream.choice(len(alts))
 
     def end(self, decisions: list[Decision]) -> None:

@@ -1,0 +1,256 @@
+"""Benchmark of the controlled asyncio loop: task scheduling decisions per second, and the time
+from a cold process to the first failing schedule of each classic asyncio race (target
+< 0.1 s), side by side with frontrun's ``explore_async_random`` when it is installed (simloom,
+simloop and seedloop are not on the package index here). Prints figures; asserts nothing.
+
+Each race is one small program, written once as ``(setup, tasks, invariant)`` (frontrun's shape)
+and run by us as ``gather(*tasks)`` then the invariant. Each cold measurement is a fresh
+interpreter that imports the tool, searches, and prints the seconds from its first line to the
+first failing schedule (the import included); runs of ours and frontrun's alternate.
+
+    PYTHONPATH=src python benchmarks/bench_async.py [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+Task = Callable[[Any], Coroutine[Any, Any, None]]
+Race = tuple[Callable[[], Any], list[Task], Callable[[Any], bool]]
+
+
+# -- the races -------------------------------------------------------------------------------------
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.value = 0
+
+    async def increment(self) -> None:
+        seen = self.value
+        await asyncio.sleep(0)
+        self.value = seen + 1
+
+
+class Cache:
+    def __init__(self) -> None:
+        self.entries: dict[str, str] = {}
+        self.fetches = 0
+
+    async def get(self, key: str) -> str:
+        if key not in self.entries:
+            self.fetches += 1
+            await asyncio.sleep(0.01)  # the backend round trip
+            self.entries[key] = key.upper()
+        return self.entries[key]
+
+
+class Account:
+    """The window spans only awaits that never suspend."""
+
+    def __init__(self) -> None:
+        self.balance = 100
+        self.paid = 0
+
+    async def read(self) -> int:
+        return self.balance
+
+    async def write(self, value: int) -> None:
+        self.balance = value
+
+    async def withdraw(self, amount: int) -> None:
+        balance = await self.read()
+        if balance >= amount:
+            await self.write(balance - amount)
+            self.paid += amount
+
+
+class Inbox:
+    """Check under a free lock, then act under it again: the lock never blocks."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.taken: list[int] = []
+        self.items = [1]
+
+    async def take(self) -> None:
+        async with self.lock:
+            has = bool(self.items)
+        if has:
+            async with self.lock:
+                self.taken.append(self.items.pop() if self.items else -1)
+
+
+RACES: dict[str, Race] = {
+    "lost_update": (
+        Counter,
+        [lambda c: c.increment(), lambda c: c.increment()],
+        lambda c: c.value == 2,
+    ),
+    "check_then_act": (
+        Cache,
+        [lambda c: c.get("a"), lambda c: c.get("a")],
+        lambda c: c.fetches == 1,
+    ),
+    "free_lock_window": (
+        Inbox,
+        [lambda s: s.take(), lambda s: s.take()],
+        lambda s: -1 not in s.taken,
+    ),
+    "no_suspension": (
+        Account,
+        [lambda a: a.withdraw(80), lambda a: a.withdraw(80)],
+        lambda a: a.paid <= 100,
+    ),
+}
+AWAITS = {"no_suspension"}  # needs preempt="awaits" on this module
+
+
+def ours_body(name: str) -> Callable[[], Coroutine[Any, Any, None]]:
+    setup, tasks, invariant = RACES[name]
+
+    async def body() -> None:
+        state = setup()
+        await asyncio.gather(*(t(state) for t in tasks))
+        assert invariant(state), name
+
+    return body
+
+
+# -- one cold search, in this process (run as a child) ---------------------------------------------
+
+
+def child(tool: str, name: str, start: float) -> None:
+    if tool == "faultline":
+        from pytest_faultline.controller import Faultline
+
+        imported = time.perf_counter()
+        fl = Faultline(seed=1, nodeid="bench")
+        try:
+            extra: dict[str, Any] = {}
+            if name in AWAITS:
+                extra = {"preempt": "awaits", "modules": [module_name()]}
+            found = fl.explore(ours_body(name), runs=500, raises=False, shrink=False, **extra)
+        finally:
+            fl.close()
+        failed, schedules = found.failure is not None, found.schedules
+    else:
+        import frontrun  # type: ignore[import-untyped,unused-ignore]
+
+        imported = time.perf_counter()
+        setup, tasks, invariant = RACES[name]
+        result = asyncio.run(
+            frontrun.explore_async_random(
+                setup=setup, tasks=tasks, invariant=invariant, max_attempts=500, seed=1
+            )
+        )
+        failed = not result.property_holds
+        schedules = getattr(result, "num_explored", -1)
+    now = time.perf_counter()
+    print(
+        json.dumps(
+            {
+                "failed": failed,
+                "seconds": now - start,
+                "search": now - imported,
+                "schedules": schedules,
+            }
+        )
+    )
+
+
+def module_name() -> str:
+    return __name__ if __name__ != "__main__" else "bench_async"
+
+
+def cold(tool: str, name: str) -> dict[str, Any]:
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (
+        "import time; _t0 = time.perf_counter(); import sys; "
+        f"sys.path.insert(0, {here!r}); import bench_async; "
+        f"bench_async.child({tool!r}, {name!r}, _t0)"
+    )
+    # A user's process finds compiled bytecode; this machine sets PYTHONDONTWRITEBYTECODE.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        return {"failed": False, "seconds": float("nan"), "error": out.stderr.strip()[-300:]}
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+# -- decisions per second ------------------------------------------------------------------------
+
+
+def decisions_per_second() -> float:
+    from pytest_faultline.controller import Faultline
+
+    async def body() -> None:
+        async def worker() -> None:
+            for _ in range(200):
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(worker() for _ in range(4)))
+
+    fl = Faultline(seed=2, nodeid="bench")
+    try:
+        start = time.perf_counter()
+        found = fl.explore(body, runs=20, strategy="random")
+        elapsed = time.perf_counter() - start
+    finally:
+        fl.close()
+    return found.decisions / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="cold runs per race and tool")
+    args = parser.parse_args()
+    peers = ["frontrun"] if importlib.util.find_spec("frontrun") else []
+    print(f"python {sys.version.split()[0]}; peers installed: {', '.join(peers) or 'none'}")
+    print("simloom, simloop, seedloop: not on the package index here (pip index versions)")
+    print(f"task scheduling decisions per second: {decisions_per_second():,.0f}")
+    print()
+    print(f"{'race':18} {'tool':10} {'found':>7} {'cold s':>8} {'search s':>9} {'schedules':>10}")
+    for tool in ["faultline", *peers]:
+        cold(tool, "lost_update")  # warm-up: writes the bytecode caches; not counted
+    for name in RACES:
+        results: dict[str, list[dict[str, Any]]] = {t: [] for t in ["faultline", *peers]}
+        for _ in range(args.repeat):
+            for tool in results:  # alternate the tools
+                results[tool].append(cold(tool, name))
+        for tool, runs in results.items():
+            found = sum(1 for r in runs if r.get("failed"))
+            secs = [r["seconds"] for r in runs if r.get("failed")]
+            search = [r["search"] for r in runs if r.get("failed")]
+            median = f"{statistics.median(secs):.3f}" if secs else "-"
+            inner = f"{statistics.median(search):.3f}" if search else "-"
+            scheds = runs[-1].get("schedules", "-")
+            print(
+                f"{name:18} {tool:10} {found:>3}/{len(runs):<3} {median:>8} {inner:>9} "
+                f"{scheds!s:>10}"
+            )
+            if not found and runs[-1].get("error"):
+                print(f"    {tool} error: {runs[-1]['error']}")
+
+
+if __name__ == "__main__":
+    main()
