@@ -156,12 +156,13 @@ class Stream:
 
     def record(self, values: list[Choice]) -> list[Choice] | None:
         """Record ``values`` as they are (facts of the run, not draws); on replay, return what
-        the token recorded in their place (None if it recorded nothing)."""
+        the token recorded in their place (None if it recorded nothing) and keep that, so the
+        token of a replay is the token replayed (the caller reports a mismatch)."""
         with self._lock:
             replayed = None
             if self._replay is not None:
                 replayed, self._replay = self._replay, None
-            self.choices.extend(values)
+            self.choices.extend(replayed or values)
             return replayed
 
     def choice(self, n: int) -> int:

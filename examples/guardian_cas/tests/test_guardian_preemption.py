@@ -149,8 +149,12 @@ def push_type_changes(*, serve_in_thread: bool) -> None:
         pytest.param(
             True,
             id="served-from-its-own-thread",
+            # The replaced buffer is read as garbage: a tag check catches it (CorruptMessage),
+            # or the garbage decodes to a wrong update (the loop's own check fails).
             marks=pytest.mark.xfail(
-                strict=True, raises=CorruptMessage, reason="process() holds a replaced buffer"
+                strict=True,
+                raises=(CorruptMessage, AssertionError),
+                reason="process() holds a replaced buffer",
             ),
         ),
     ],
