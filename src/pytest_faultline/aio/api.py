@@ -10,12 +10,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._context import ServiceKey
-from ..decider import Decider, ReplayToken
+from ..decider import Decider
 from ..errors import DeadlockError, FaultlineError, ScenarioError
 from ..exploring import ExploreOptions
 from ..sched.explore import Exploration, RunResult
 from ..sched.integration import active_clock
-from ..sched.session import ExplorationSession, options_from
+from ..sched.session import ExplorationSession, checked_token, options_from
 from ..sched.strategies import Strategy
 from .awaits import AwaitPoints
 from .loop import TaskControl, active_control, run_controlled, set_active
@@ -166,12 +166,7 @@ def replay(
 ) -> Exploration:
     """Run the coroutine function ``fn`` once under the task schedule recorded in ``token``."""
     __tracebackhide__ = True
-    if not isinstance(token, str):
-        raise FaultlineError(
-            f"replay() needs the token string from a failure report, got {token!r}"
-        )
-    ReplayToken.decode(token)
-    return explore(faultline, fn, token=token, **options)
+    return explore(faultline, fn, token=checked_token(token), **options)
 
 
 def install_task_interleaving(faultline: FaultContext, options: ExploreOptions) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._context import ServiceKey
-from ..decider import Decider, ReplayToken
+from ..decider import Decider
 from ..errors import FaultlineError, ScenarioError
 from ..exploring import ExploreOptions
 from . import runtime
@@ -26,7 +26,7 @@ from .explore import (
 )
 from .integration import active_clock
 from .lines import module_files
-from .session import ExplorationSession, options_from
+from .session import ExplorationSession, checked_token, options_from
 from .strategies import Strategy
 
 if TYPE_CHECKING:
@@ -137,12 +137,7 @@ def replay(
 ) -> Exploration:
     """Run ``fn`` once under the schedule recorded in ``token`` (from a failure report)."""
     __tracebackhide__ = True
-    if not isinstance(token, str):
-        raise FaultlineError(
-            f"replay() needs the token string from a failure report, got {token!r}"
-        )
-    ReplayToken.decode(token)  # a bad token is reported before anything runs
-    return explore(faultline, fn, token=token, **options)
+    return explore(faultline, fn, token=checked_token(token), **options)
 
 
 def install_thread_preemption(faultline: FaultContext, options: ExploreOptions) -> None:

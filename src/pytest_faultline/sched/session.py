@@ -32,7 +32,7 @@ from .strategies import Strategy, TokenReplay, make_strategy, preemptions
 if TYPE_CHECKING:
     from .._context import FaultContext
 
-__all__ = ["ExplorationSession", "options_fingerprint", "options_from"]
+__all__ = ["ExplorationSession", "checked_token", "options_fingerprint", "options_from"]
 
 OPTIONS_STREAM = "sched.options"
 
@@ -55,6 +55,16 @@ def _describe_fingerprint(values: list[Choice]) -> str:
     if len(values) > 1 and values[1] != _crc(""):
         text += ", other modules" if preempt != "sync" else ""
     return text
+
+
+def checked_token(token: object) -> str:
+    """The token given to ``replay()``, checked before anything runs."""
+    if not isinstance(token, str):
+        raise FaultlineError(
+            f"replay() needs the token string from a failure report, got {token!r}"
+        )
+    ReplayToken.decode(token)  # a bad token is reported before anything runs
+    return token
 
 
 def options_from(
