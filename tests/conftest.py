@@ -20,6 +20,15 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
 
 
 @pytest.fixture(autouse=True)
+def _inner_runs_are_not_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pytest run that a test starts (pytester, an example run as copied) is a session of its
+    own. Under ``-n``, xdist's worker variables would leak into it, and plugins there would
+    think xdist is active (pytest-benchmark then warns, an error under ``-W error``)."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _no_patch_outlives_its_test() -> Iterator[None]:
     """Fail the test after which a patchable global (socket methods, ``time.*``,
     ``threading.*``, ``queue``, selectors, tracing) is not the object recorded at session start."""

@@ -140,11 +140,12 @@ def test_bytecode_needs_modules(faultline: Faultline) -> None:
     )
 
 
-def test_an_unknown_preempt_mode_lists_the_three(faultline: Faultline) -> None:
+def test_an_unknown_preempt_mode_lists_every_mode(faultline: Faultline) -> None:
     with pytest.raises(FaultlineError) as info:
         faultline.explore(lambda: None, preempt="opcodes")
     assert str(info.value) == (
         "explore(): preempt must be 'sync' (switch at synchronisation operations), 'lines' "
-        "(also at every line of modules=[...]) or 'bytecode' (also between the bytecodes of "
-        "modules=[...]), got 'opcodes'"
+        "(also at every line of modules=[...]), 'bytecode' (also between the bytecodes of "
+        "modules=[...]) or 'awaits' (asyncio: also at every await of modules=[...]), "
+        "got 'opcodes'"
     )

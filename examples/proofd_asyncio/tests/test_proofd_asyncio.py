@@ -26,12 +26,14 @@ def test_without_faults_both_servers_keep_the_session(any_implementation):
     asyncio.run(reconnect_with_the_same_id(any_implementation))
 
 
+@pytest.mark.buggy_fails(raises=AssertionError)
 @pytest.mark.faultline("task_interleaving", runs=200)
 async def test_reconnect_in_every_task_order(implementation):
     """Task interleaving alone: some order runs the reconnect before the cleanup task."""
     await reconnect_with_the_same_id(implementation)
 
 
+@pytest.mark.buggy_fails(raises=AssertionError)
 def test_cleanup_delayed_past_the_reconnect(implementation, faultline):
     """delayed_cleanup: the cleanup task waits until the reconnect's open() has returned (on
     plain asyncio.run: this fault needs no controlled loop)."""
@@ -40,6 +42,7 @@ def test_cleanup_delayed_past_the_reconnect(implementation, faultline):
     asyncio.run(reconnect_with_the_same_id(implementation))
 
 
+@pytest.mark.buggy_fails(raises=AssertionError)
 def test_disconnect_through_the_proxy(implementation, faultline):
     """A real drop on loopback through the proxy, the cleanup a second late (an async Delay,
     in loop time), the client back at once: its PING must find its session."""
