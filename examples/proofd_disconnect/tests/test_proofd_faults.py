@@ -169,6 +169,37 @@ def test_a_dropped_client_reconnects_to_its_session(
     assert_nothing_stale(daemon, alice)
 
 
+@pytest.mark.buggy_fails(raises=AssertionError)
+def test_a_result_written_into_a_dropping_link_is_sent_again(
+    implementation, daemon_for, connect, faultline
+):
+    """Found by the fault sweep (tests/test_proofd_sweep.py, now and then): the worker writes a
+    result into alice's link, the link drops before she has read it, and her session is still
+    busy. Written is not delivered: when she comes back, the daemon must send it again."""
+    daemon = daemon_for(implementation)
+    alice = connect(daemon.address, "alice")
+    sid = alice.start_session()
+    session = daemon.sessions.sessions[sid]
+    unread = faultline.sockets.stall_after(0, peer=daemon.address)  # alice reads no more
+    assert unread.wait(1, timeout=BOUND_S), "alice's reader never stalled"
+    alice.submit(sid, 7)
+    assert daemon.wait_until(lambda: session.done == 1), "alice's first result was never sent"
+    computing = faultline.arm("proofd.session.result", Stall(timeout=BOUND_S), times=1)
+    alice.submit(sid, 8)
+    assert computing.wait(1, timeout=BOUND_S), "alice's worker never got to her second result"
+
+    alice.drop()  # her first result is still unread: it goes with the link
+    unread.remove()
+    assert daemon.wait_until(lambda: daemon.manager.handled == 1), "the drop was never handled"
+    computing.release()  # the second result is kept for her
+    assert daemon.wait_until(lambda: session.done == 2)
+
+    assert alice.reconnect() == {"op": "hello", "cid": alice.cid, "resumed": True}
+    assert alice.wait_until(lambda: len(alice.results) == 2), f"results: {alice.results}"
+    assert [r["y"] for r in alice.results] == [49, 64]
+    assert_nothing_stale(daemon, alice)
+
+
 _runs = itertools.count()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import socket
 import struct
@@ -29,9 +30,13 @@ class ProofClient:
         self._stop = threading.Event()
 
     def login(self, cid: int | None = None) -> Message:
-        """Connect and log in; with ``cid``, ask for that client back (a reconnect)."""
+        """Connect and log in; with ``cid``, ask for that client back (a reconnect), saying
+        how many results of each session we have: the daemon sends the rest again."""
         self._connect()
-        hello = self._request({"op": "login", "user": self.user, "cid": cid}, "hello")
+        with self._changed:
+            received = collections.Counter(str(r["sid"]) for r in self.results)
+        message = {"op": "login", "user": self.user, "cid": cid, "received": dict(received)}
+        hello = self._request(message, "hello")
         self.cid = hello["cid"]
         return hello
 

@@ -7,7 +7,8 @@ client (``ClientManager.drop_idle``), and how soon a freed cid is handed out aga
 (``ClientIds.quarantine_s``).
 
 Wire format: one JSON object per line. Client to daemon: ``login`` (``user``, optional ``cid``
-to reconnect), ``start`` (a session), ``task`` (``sid``, ``x``), ``ping``. Daemon to client:
+to reconnect, ``received``: how many results of each session the client has), ``start`` (a
+session), ``task`` (``sid``, ``x``), ``ping``. Daemon to client:
 ``hello`` (``cid``, ``resumed``), ``started`` (``sid``), ``pong``, ``error``, and ``result``
 (``user``, ``cid``, ``sid``, ``x``, ``y``), sent by a session's worker thread.
 """
@@ -170,7 +171,8 @@ class Session:
         self.done = 0
         self.killed = False
         self.reconnect_deadline: float | None = None
-        self.outbox: list[Message] = []
+        self.outbox: list[Message] = []  # results not yet written to any link
+        self.sent: list[Message] = []  # results written to a link: the client may not have them
         self.lock = threading.Lock()
         self.inbox: queue.Queue[int | None] = queue.Queue()
         self.thread = threading.Thread(target=self._work, name=f"session-{sid}", daemon=True)
@@ -201,6 +203,7 @@ class Session:
         if self.response is not None:
             try:
                 self.response.send(message)
+                self.sent.append(message)
                 return
             except OSError:  # the link is gone, its recycle not yet done: keep the result
                 pass
@@ -210,12 +213,19 @@ class Session:
         with self.lock:
             self.protocol = self.response = None
 
-    def attach(self, client: Client) -> None:
-        """The client is back: send through its new link, starting with what it missed."""
+    def attach(self, client: Client, received: int) -> None:
+        """The client is back, having received the first ``received`` of this session's results:
+        send through its new link, starting with what it missed.
+
+        A result written to a link is not a result delivered: the link may drop before the
+        client reads it (found by the fault sweep, tests/test_proofd_sweep.py). So the client
+        says how many it has, and everything after those is sent again."""
         with self.lock:
             self.protocol, self.response = client.protocol, client.response
             self.reconnect_deadline = None
-            missed, self.outbox = self.outbox, []
+            missed = self.sent[received:] + self.outbox
+            del self.sent[received:]
+            self.outbox = []
             for message in missed:
                 self._send(message)
 
@@ -328,7 +338,10 @@ class BaseProtocol:
     def handle(self, message: Message) -> None:
         op, manager = message.get("op"), self.daemon.manager
         if op == "login":
-            self.client, resumed = manager.login(self, message["user"], message.get("cid"))
+            received = {int(sid): n for sid, n in message.get("received", {}).items()}
+            self.client, resumed = manager.login(
+                self, message["user"], message.get("cid"), received
+            )
             self.response.send({"op": "hello", "cid": self.client.cid, "resumed": resumed})
         elif self.client is None:
             self.response.send({"op": "error", "error": f"{op!r} before login"})
@@ -364,9 +377,16 @@ class BaseClientManager:
         self.inbox: queue.Queue[tuple[str, BaseProtocol] | None] = queue.Queue()
         self.cron = threading.Thread(target=self._cron, name="client-cron")
 
-    def login(self, protocol: BaseProtocol, user: str, cid: int | None) -> tuple[Client, bool]:
+    def login(
+        self,
+        protocol: BaseProtocol,
+        user: str,
+        cid: int | None,
+        received: dict[int, int] | None = None,
+    ) -> tuple[Client, bool]:
         """A new client, or, if ``cid`` is a disconnected client of ``user`` whose admin path
-        is still there, that client back on its new link (its sessions resume)."""
+        is still there, that client back on its new link (its sessions resume, sending again
+        every result after the first ``received[sid]`` the client has of each)."""
         with self.lock:
             ids = self.ids.setdefault(user, self.ids_class())
             client = None if cid is None else self.clients.get((user, cid))
@@ -375,7 +395,7 @@ class BaseClientManager:
                 client.protocol, client.response = protocol, protocol.response
                 (client.admin_path / "disconnected").unlink(missing_ok=True)
                 for session in self.daemon.sessions.of(user, client.cid):
-                    session.attach(client)
+                    session.attach(client, (received or {}).get(session.sid, 0))
                 self.touch(client)
                 return client, True
             new_cid = ids.new()
