@@ -3,6 +3,7 @@ limits, deadlines, browsers, methods, and clients that misbehave."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import selectors
 import shutil
@@ -15,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from pytest_faultline.errors import FaultlineError
 from pytest_faultline.net.server import BROWSER_REFUSED, ToxiproxyServer
+from pytest_faultline.net.toxiproxy import ToxiproxyClient
 
 from .proxy_support import BOUND_S
 from .serve_support import (
@@ -151,6 +154,63 @@ def test_an_idle_keep_alive_connection_is_closed_quietly_at_its_idle_deadline() 
         with conn.makefile("rb") as reader:
             assert read_answer(reader).status == 200
             assert reader.read() == b""  # closed without a word: no request was under way
+
+
+# -- one loop thread, however often started ----------------------------------------------------
+
+ROUND_TRIPS = 300
+CLIENT_TIMEOUT_S = 2.0  # an answer on loopback takes milliseconds; a lost one fails at once
+
+
+@LINUX_ONLY
+def test_starting_a_started_server_again_starts_no_second_loop() -> None:
+    with ToxiproxyServer() as server:  # __enter__ starts it
+        threads = os_threads()
+        assert server.start() is server
+        assert os_threads() == threads
+        assert exchange(server, request_bytes("GET", "/version")).status == 200
+
+
+def test_a_stopped_server_cannot_start_again() -> None:
+    server = ToxiproxyServer().start()
+    server.stop()
+    with pytest.raises(FaultlineError) as caught:
+        server.start()
+    assert str(caught.value) == (
+        "this faultline serve server was stopped and cannot start again; "
+        "create a new ToxiproxyServer"
+    )
+
+
+def test_sequential_round_trips_one_request_per_connection_are_all_answered() -> None:
+    # `with ToxiproxyServer().start()` starts twice (start, then __enter__). Two loop threads
+    # once raced on one selector and one connection table, and within ~100 round trips of
+    # urllib's one-request-per-connection client a request was never answered.
+    with ToxiproxyServer().start() as server:
+        client = ToxiproxyClient(server.url, timeout=CLIENT_TIMEOUT_S)
+        for number in range(ROUND_TRIPS):
+            client.create_proxy(f"loop{number}", ("127.0.0.1", 1)).close()
+        assert server.proxies == {}
+        assert server._http.accepted == 2 * ROUND_TRIPS
+
+
+def test_sequential_round_trips_on_one_kept_alive_connection_are_all_answered() -> None:
+    with ToxiproxyServer().start() as server:
+        host, port = server.address
+        conn = http.client.HTTPConnection(host, port, timeout=CLIENT_TIMEOUT_S)
+        try:
+            body = {"name": "kept", "upstream": "127.0.0.1:1"}
+            for _ in range(ROUND_TRIPS):
+                conn.request("POST", "/proxies", json.dumps(body))
+                created = conn.getresponse()
+                assert (created.status, json.loads(created.read())["name"]) == (201, "kept")
+                conn.request("DELETE", "/proxies/kept")
+                deleted = conn.getresponse()
+                assert (deleted.status, deleted.read()) == (204, b"")
+        finally:
+            conn.close()
+        assert server.proxies == {}
+        assert server._http.accepted == 1  # one connection: never closed and reopened
 
 
 # -- HTTP/1.1 ----------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from http import HTTPStatus
 from typing import Any
 
 from .. import _raw
+from ..errors import FaultlineError
 from .sockets import exempt
 
 __all__ = ["HTTPServer", "Limits", "Request", "Response", "json_response"]
@@ -176,6 +177,7 @@ class HTTPServer:
         self._workers_finished: list[_raw.RawEvent] = []
         self._stopping = False
         self._loop_finished = _raw.RawEvent()
+        self._start_lock = _raw.allocate_lock()
         self._started = False
         self._closed = False
         self.accepted = 0  # connections accepted so far
@@ -183,14 +185,26 @@ class HTTPServer:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._started = True
-        self._set_accepting(True)
-        _thread.start_new_thread(self._loop, ())
+        """Run the loop on its own thread. Once: a second call while serving does nothing
+        (``with ToxiproxyServer().start() as api`` starts twice), since the loop thread alone
+        owns the selector and the connections and a second loop would race it on them."""
+        with self._start_lock:
+            if self._stopping:
+                raise FaultlineError(
+                    "this faultline serve server was stopped and cannot start again; "
+                    "create a new ToxiproxyServer"
+                )
+            if self._started:
+                return
+            self._started = True
+            self._set_accepting(True)
+            _thread.start_new_thread(self._loop, ())
 
     def stop(self, bound_s: float = _raw.JOIN_BOUND_S) -> None:
         """Stop the loop and the handler threads (each waited for at most ``bound_s``), then
         close every socket."""
-        self._stopping = True
+        with self._start_lock:
+            self._stopping = True
         if self._started:
             self._wake()
             self._loop_finished.wait(bound_s)
