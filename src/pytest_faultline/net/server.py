@@ -91,7 +91,9 @@ class ToxiproxyServer:
         return self._http.limits
 
     def start(self) -> ToxiproxyServer:
-        """Serve on a background thread; returns self."""
+        """Serve on a background thread; returns self. Once: a second call (``with
+        ToxiproxyServer().start() as api`` makes one) does nothing; a stopped server cannot
+        start again (:class:`FaultlineError`)."""
         self._serving = True
         self._http.start()
         return self
