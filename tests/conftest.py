@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -20,12 +21,19 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
 
 
 @pytest.fixture(autouse=True)
-def _inner_runs_are_not_xdist_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+def _inner_runs_are_not_xdist_workers() -> Iterator[None]:
     """A pytest run that a test starts (pytester, an example run as copied) is a session of its
     own. Under ``-n``, xdist's worker variables would leak into it, and plugins there would
-    think xdist is active (pytest-benchmark then warns, an error under ``-W error``)."""
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
-        monkeypatch.delenv(name, raising=False)
+    think xdist is active (pytest-benchmark then warns, an error under ``-W error``).
+
+    Not through ``monkeypatch``: requesting it here would set it up before the patch guard
+    below, so a test's own monkeypatching would be undone only after the guard looked."""
+    names = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 @pytest.fixture(autouse=True)
