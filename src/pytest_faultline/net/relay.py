@@ -46,6 +46,10 @@ SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK"
 CALL_BOUND_S = _raw.CALL_BOUND_S
 JOIN_BOUND_S = _raw.CALL_BOUND_S  # the proxy thread ends within one call bound
 IDLE_SELECT_S = 1.0
+# A connection refused gracefully is half-closed (FIN) and kept open this long before it is
+# closed: data the client sent meanwhile is then not answered with a reset, so the client sees
+# the same clean end of stream on every run, whenever its bytes arrive.
+LINGER_S = 1.0
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
@@ -73,6 +77,7 @@ class ProxyLoop:
         self._toxics: dict[str, ToxicState] = {}
         self._conns: dict[int, Conn] = {}
         self._timed: set[Flow] = set()
+        self._lingering: list[tuple[float, socket.socket]] = []
         self._count = 0
         self._listener: socket.socket | None = None
         self._buf = bytearray(FAST_BUFFER)
@@ -313,6 +318,8 @@ class ProxyLoop:
                             self._wake_r.recv(4096)
                     else:
                         self._accept()
+                if self._lingering:
+                    self._close_lingering(_raw.monotonic())
                 if self._timed:
                     try:
                         self._run_timers()
@@ -323,6 +330,18 @@ class ProxyLoop:
                         )
         finally:
             self._run_commands()
+            self._close_lingering(None)
+
+    def _close_lingering(self, now: float | None) -> None:
+        """Close the half-closed sockets whose time is up (all of them with ``now=None``)."""
+        keep = []
+        for due, sock in self._lingering:
+            if now is not None and due > now:
+                keep.append((due, sock))
+            else:
+                drain(sock)
+                close_quietly(sock)
+        self._lingering = keep
 
     def _select_timeout(self) -> float:
         if not self._timed:
@@ -419,6 +438,7 @@ class ProxyLoop:
                     conn,
                     reset=cut == RESET,
                     why=f"toxic {state.name} {'reset' if cut == RESET else 'closed'} it at connect",
+                    linger=True,
                 )
                 return
         code = server.connect_ex(address)
@@ -478,6 +498,7 @@ class ProxyLoop:
         reset: bool,
         why: str | None,
         kind: EventKind = EventKind.DISCONNECT,
+        linger: bool = False,
     ) -> None:
         if conn.closed:
             return
@@ -495,6 +516,11 @@ class ProxyLoop:
             if reset:
                 with suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+            elif linger and sock is conn.client:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
+                    self._lingering.append((_raw.monotonic() + LINGER_S, sock))
+                    continue
             else:
                 drain(sock)
             close_quietly(sock)
