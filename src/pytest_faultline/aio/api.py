@@ -9,11 +9,11 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._context import ServiceKey
+from .._context import EventKind, ServiceKey
 from ..decider import Decider
 from ..errors import DeadlockError, FaultlineError, ScenarioError
 from ..exploring import ExploreOptions
-from ..sched.explore import Exploration, RunResult
+from ..sched.explore import Exploration, RunOptions, RunResult
 from ..sched.integration import active_clock
 from ..sched.session import ExplorationSession, checked_token, options_from
 from ..sched.strategies import Strategy
@@ -28,6 +28,7 @@ __all__ = ["explore", "install_task_interleaving", "replay"]
 
 TASK_STREAM = "sched"  # the same recorded stream as threads: one token format
 AIO_PATCHES: ServiceKey[bool] = ServiceKey("aio.patches")
+AIO_THREADS: ServiceKey[bool] = ServiceKey("aio.threads")
 
 NEEDS_LOOP = (
     "task_interleaving: the test body did not run on faultline's event loop, so no task order "
@@ -53,13 +54,11 @@ class _AsyncSession(ExplorationSession):
     ) -> None:
         super().__init__(faultline, fn, options, token)
         self.clock = active_clock(faultline)
+        # Whether the body starts threads: then every run runs the loop as a managed thread of
+        # the thread scheduler (aio/threads.py), found out by the first run that does.
+        self.with_threads = False
 
     def execute(self, decider: Decider, strategy: Strategy) -> RunResult:
-        import random
-
-        from ..decider import derive_seed
-
-        strategy.begin(random.Random(derive_seed(decider.seed, "sched.strategy")))
         control = TaskControl(
             strategy,
             decider.stream(TASK_STREAM, recorded=True),
@@ -67,9 +66,47 @@ class _AsyncSession(ExplorationSession):
             max_steps=self.options.max_steps,
             clock=self.clock,
         )
+        if self.with_threads:
+            from .threads import run_mixed
+
+            return run_mixed(
+                lambda: run_body(self.fn, control), control, decider, strategy, self._run_options()
+            )
+        import random
+
+        from ..decider import derive_seed
+
+        strategy.begin(random.Random(derive_seed(decider.seed, "sched.strategy")))
         failure = run_body(self.fn, control)
-        strategy.end(control.decisions)
+        if not control.threads_seen:
+            strategy.end(control.decisions)
         return RunResult(decider, control, failure)
+
+    def run(self, decider: Decider, strategy: Strategy) -> RunResult:
+        result = super().run(decider, strategy)
+        if not self.with_threads and getattr(result.sched, "threads_seen", False):
+            # Its threads ran free: made again with them under the scheduler (the choices before
+            # the first thread are the same either way), as is every later run.
+            self.with_threads = True
+            fresh = Decider(decider.seed, test=decider.test, token=decider.token_in)
+            result = super().run(fresh, strategy)
+        log: Any = result.sched
+        for why in getattr(log, "control", log).uncontrolled:
+            if why not in self.exploration.uncontrolled:
+                self.exploration.uncontrolled.append(why)
+                self.faultline.record(EventKind.SCHEDULE, "uncontrolled", why)
+        return result
+
+    def _run_options(self) -> RunOptions:
+        from ..sched.api import _namespaces, _own_namespace
+
+        options = self.options
+        return RunOptions(
+            namespaces=_namespaces(list(options.rebind), [_own_namespace(self.fn)]),
+            stall_timeout=float(options.stall_timeout),
+            max_steps=options.max_steps,
+            clock=self.clock,
+        )
 
 
 def run_body(call: Callable[[], object], control: TaskControl) -> BaseException | None:
@@ -122,6 +159,13 @@ def _unwind_on(control: TaskControl) -> None:
         set_active(previous)
 
 
+def _watch_threads(fl: FaultContext) -> bool:
+    from .threads import watch_thread_starts
+
+    fl.undo.push(watch_thread_starts(), "restore Thread.start after task_interleaving")
+    return True
+
+
 def _prepare(faultline: FaultContext, options: ExploreOptions) -> None:
     def setup(fl: FaultContext) -> bool:
         patches = PrimitivePatches()
@@ -130,6 +174,7 @@ def _prepare(faultline: FaultContext, options: ExploreOptions) -> None:
         return True
 
     faultline.service(AIO_PATCHES, setup)
+    faultline.service(AIO_THREADS, _watch_threads)
     if options.preempt == "awaits":
         points = AwaitPoints([importlib.import_module(m) for m in options.modules])
         points.install()

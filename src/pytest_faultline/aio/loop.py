@@ -135,7 +135,7 @@ class TaskControl:
         self.decisions: list[Decision] = []
         self.trace: deque[Step] = deque(maxlen=TRACE_STEPS)
         self.preempted_at: set[int] = set()  # steps after which the running task was switched
-        self.steps = 0
+        self._steps = 0
         self.stalled = False
         self.threads: list[TaskLane] = []
         self.failure_thread: TaskLane | None = None
@@ -149,10 +149,39 @@ class TaskControl:
         self.resources = 0  # asyncio primitives created in the run, for their names
         self.cleaning = False  # the run is over: cancelled tasks unwind in FIFO order
         self.loop: ControlledLoop | None = None  # the loop that ran this control's steps
+        # Threads started from the run's tasks (``to_thread``, ``run_in_executor``,
+        # ``Thread.start``): seen in a run on its own, they make the session run its loop as a
+        # managed thread of the thread scheduler (``sched``), one decider for both.
+        self.threads_seen = False
+        self.sched: Any = None  # the thread scheduler whose managed thread runs this loop
+        self.outside_jobs = 0  # executor jobs running in threads the scheduler does not manage
+        self.uncontrolled: list[str] = []  # what decided this run that no decider controls
+
+    @property
+    def steps(self) -> int:
+        sched = self.sched
+        return self._steps if sched is None else int(sched.steps)
+
+    @steps.setter
+    def steps(self, value: int) -> None:
+        # Task and thread steps are numbered in one sequence, so one swimlane shows both.
+        if self.sched is None:
+            self._steps = value
+        else:
+            self.sched.steps = value
+
+    def link(self, sched: Any) -> None:
+        """Run this control's loop as a managed thread of ``sched``: one time, one list of
+        decisions and one step count for tasks and threads."""
+        self.sched = sched
+        self.decisions = sched.decisions
+        self.preempted_at = sched.preempted_at
 
     # -- time --------------------------------------------------------------------------------
 
     def now(self) -> float:
+        if self.sched is not None:
+            return float(self.sched.monotonic())
         if self.clock is not None:
             return float(self.clock.monotonic())
         return self._base + self._vtime
@@ -255,7 +284,7 @@ def _watched_io(loop: ControlledLoop) -> bool:
     socket that may wait for ever)."""
     ssock = getattr(loop, "_ssock", None)
     own = ssock.fileno() if ssock is not None else -1
-    for key in loop._selector.get_map().values():  # type: ignore[attr-defined]
+    for key in loop._selector.get_map().values():
         if key.fd == own:
             continue
         reader, writer = key.data
@@ -268,12 +297,53 @@ def _watched_io(loop: ControlledLoop) -> bool:
     return False
 
 
+def _managed(control: TaskControl) -> tuple[Any, Any] | None:
+    """(scheduler, record) when this loop runs as a managed thread of a thread scheduler."""
+    if control.sched is None:
+        return None
+    from ..sched.runtime import current
+
+    return current()
+
+
+class _LoopSelector:
+    """The loop's selector. When the loop runs as a managed thread, a wait in ``select`` is a
+    wait of the thread scheduler (the other managed threads run meanwhile, and virtual time
+    moves when every one waits), never a real blocking call holding the baton."""
+
+    def __init__(self, real: selectors.BaseSelector, loop: ControlledLoop) -> None:
+        self._real = real
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def raw_select(self, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
+        """``select`` itself, not the scheduler's wrapper (which leaves the baton)."""
+        select: Any = type(self._real).select
+        while getattr(select, "_fl_outside", False):
+            select = select.__wrapped__
+        events: list[tuple[selectors.SelectorKey, int]] = select(self._real, timeout)
+        return events
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        control = _ACTIVE[0]
+        managed = _managed(control) if control is not None else None
+        if managed is None:
+            return self._real.select(timeout)
+        from .threads import select_managed
+
+        return select_managed(self._loop, self, managed, timeout)
+
+
 class ControlledLoop(asyncio.SelectorEventLoop):
     """An event loop whose order of ready callbacks and whose time belong to the active
     :class:`TaskControl` (plain asyncio behaviour when none is active)."""
 
     def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
         super().__init__(selector)
+        real: selectors.BaseSelector = getattr(self, "_selector")  # noqa: B009
+        self._selector = _LoopSelector(real, self)
         self._fl_io: list[asyncio.Handle] = []  # I/O callbacks of the last poll, not yet run
         # what a run opened, closed at its end whatever became of the code that opened it
         self._fl_transports: list[asyncio.BaseTransport] = []
@@ -308,15 +378,24 @@ class ControlledLoop(asyncio.SelectorEventLoop):
     def run_in_executor(  # type: ignore[override]
         self, executor: Any, func: Callable[..., Any], *args: Any
     ) -> asyncio.Future[Any]:
-        future = super().run_in_executor(executor, func, *args)
         control = _ACTIVE[0]
-        if control is not None:
-            control.executor_jobs += 1
+        if control is None or control.cleaning:
+            return super().run_in_executor(executor, func, *args)
+        control.threads_seen = True
+        outside = False
+        if control.sched is not None:
+            from .threads import outside_executor
 
-            def done(_: object, control: TaskControl = control) -> None:
-                control.executor_jobs -= 1
+            outside = outside_executor(control, executor)
+        future = super().run_in_executor(executor, func, *args)
+        control.executor_jobs += 1
+        control.outside_jobs += outside
 
-            future.add_done_callback(done)
+        def done(_: object, control: TaskControl = control) -> None:
+            control.executor_jobs -= 1
+            control.outside_jobs -= outside
+
+        future.add_done_callback(done)
         return future
 
     def _run_once(self) -> None:
@@ -325,6 +404,9 @@ class ControlledLoop(asyncio.SelectorEventLoop):
             super()._run_once()  # type: ignore[misc]
             return
         control.loop = self
+        managed = _managed(control)
+        if managed is not None:
+            managed[0].progress += 1  # the supervisor sees the loop thread progress
         scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
         while scheduled and scheduled[0]._cancelled:
             self._timer_cancelled_count -= 1  # type: ignore[attr-defined]
@@ -336,7 +418,12 @@ class ControlledLoop(asyncio.SelectorEventLoop):
         if not any(h in ready for h in self._fl_io):
             self._fl_poll(0)
         if not ready and not self._stopping:  # type: ignore[attr-defined]
-            self._fl_idle(control, scheduled, ready)
+            if managed is not None:
+                from .threads import idle_managed
+
+                idle_managed(self, control, managed, scheduled, ready)
+            else:
+                self._fl_idle(control, scheduled, ready)
         end = self.time() + max(self._clock_resolution, DUE_SLACK_S)  # type: ignore[attr-defined]
         while scheduled and scheduled[0]._when < end:  # type: ignore[attr-defined]
             handle = heapq.heappop(scheduled)
@@ -350,10 +437,11 @@ class ControlledLoop(asyncio.SelectorEventLoop):
         ready.remove(chosen)
         chosen._run()
 
-    def _fl_poll(self, timeout: float) -> int:
+    def _fl_poll(self, timeout: float, *, raw: bool = False) -> int:
         ready: deque[asyncio.Handle] = self._ready  # type: ignore[attr-defined]
         before = len(ready)
-        events = self._selector.select(timeout)  # type: ignore[attr-defined]
+        selector: _LoopSelector = self._selector
+        events = selector.raw_select(timeout) if raw else selector.select(timeout)
         self._process_events(events)  # type: ignore[attr-defined]
         self._fl_io = list(ready)[before:]
         return len(events)
@@ -460,7 +548,13 @@ def _finish(loop: ControlledLoop) -> None:
         loop.close_leftovers()
         loop.run_until_complete(asyncio.sleep(0))  # connection_lost callbacks run
         loop.run_until_complete(loop.shutdown_asyncgens())
-        if sys.version_info >= (3, 12):
+        control = _ACTIVE[0]
+        managed = _managed(control) if control is not None else None
+        if managed is not None:
+            from .threads import shutdown_executors
+
+            shutdown_executors(loop, managed)  # as managed joins: part of the schedule
+        elif sys.version_info >= (3, 12):
             loop.run_until_complete(loop.shutdown_default_executor(UNWIND_BOUND_S))
         else:
             loop.run_until_complete(loop.shutdown_default_executor())

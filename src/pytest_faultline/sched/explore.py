@@ -126,6 +126,7 @@ class Exploration:
     report: str = ""
     notes: list[str] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    uncontrolled: list[str] = field(default_factory=list)  # what decided runs besides the seed
 
     @property
     def passed(self) -> bool:
@@ -395,6 +396,7 @@ def describe_failure(
             lines.append(f"replay in code: {call}")
         else:
             lines.append(f"replay in code: faultline.replay(fn, {exploration.token!r})")
+    lines.extend(f"faultline: not controlled by the seed: {w}" for w in exploration.uncontrolled)
     who = result.sched.failure_thread
     if (
         who is not None

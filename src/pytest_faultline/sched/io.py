@@ -76,6 +76,7 @@ def _call_wrapper(name: str, original: Callable[..., Any]) -> Callable[..., Any]
 
     call.__name__ = getattr(original, "__name__", name)
     call.__wrapped__ = original  # type: ignore[attr-defined]
+    call._fl_outside = True  # type: ignore[attr-defined]  # (a managed event loop unwraps it)
     return call
 
 
