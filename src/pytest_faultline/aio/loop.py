@@ -90,6 +90,12 @@ def task_stack(task: asyncio.Task[Any], limit: int = 8) -> list[str]:
     return lines[-limit:]
 
 
+class ThreadsSeen(BaseException):
+    """A run on its own started a thread: it is stopped there (before the thread runs) and made
+    again with the loop as a managed thread of the thread scheduler. A ``BaseException``, so
+    that ``except Exception`` in the code under test lets it through. Never seen by users."""
+
+
 class TaskLane:
     """A task (or the lane of plain loop callbacks) as the strategy and the reports see it."""
 
@@ -382,11 +388,11 @@ class ControlledLoop(asyncio.SelectorEventLoop):
         if control is None or control.cleaning:
             return super().run_in_executor(executor, func, *args)
         control.threads_seen = True
-        outside = False
-        if control.sched is not None:
-            from .threads import outside_executor
+        if control.sched is None:
+            raise ThreadsSeen  # before any thread runs free; the session runs it again managed
+        from .threads import outside_executor
 
-            outside = outside_executor(control, executor)
+        outside = outside_executor(control, executor)
         future = super().run_in_executor(executor, func, *args)
         control.executor_jobs += 1
         control.outside_jobs += outside
@@ -433,6 +439,10 @@ class ControlledLoop(asyncio.SelectorEventLoop):
         if not live:
             ready.clear()
             return
+        if managed is not None:
+            from .threads import loop_step
+
+            loop_step(managed)  # a thread may run between any two steps of the loop
         chosen = live[control.choose(live)]
         ready.remove(chosen)
         chosen._run()
@@ -567,6 +577,6 @@ UNWIND_BOUND_S = 2.0
 
 def _quiet_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     """While a run's leftover tasks are cancelled, their cancellation is not an error."""
-    if isinstance(context.get("exception"), asyncio.CancelledError):
+    if isinstance(context.get("exception"), (asyncio.CancelledError, ThreadsSeen)):
         return
     loop.default_exception_handler(context)

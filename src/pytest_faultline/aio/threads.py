@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _raw
 from ..errors import DeadlockError
-from ..sched.runtime import BLOCKED, DONE, Step
-from .loop import IO_SETTLE_S, TaskControl, TaskLane, active_control
+from ..sched.runtime import BLOCKED, DONE, READY, Step
+from .loop import IO_SETTLE_S, TaskControl, TaskLane, ThreadsSeen, active_control
 
 if TYPE_CHECKING:
     from ..decider import Decider
@@ -49,6 +49,7 @@ __all__ = [
 
 Managed = tuple["Scheduler", "ThreadRecord"]
 TRACE_STEPS = 200
+LOOP_LANE = "event loop (callbacks, cleanup)"  # the loop thread outside any task
 POLL_S = 0.05
 
 
@@ -64,6 +65,7 @@ def watch_thread_starts() -> Callable[[], None]:
         control = active_control()
         if control is not None and control.sched is None and not control.cleaning:
             control.threads_seen = True
+            raise ThreadsSeen  # before the thread runs free
         original(self)
 
     start.__wrapped__ = original  # type: ignore[attr-defined]
@@ -118,6 +120,19 @@ def _others_busy(sched: Scheduler, me: ThreadRecord, control: TaskControl) -> bo
             return True
     clock = control.clock
     return clock is not None and clock.next_due() is not None
+
+
+def loop_step(managed: Managed) -> None:
+    """Before each step of the loop: a scheduling point of the loop thread when another managed
+    thread can run, so a thread may run between any two task steps (not only where the loop
+    thread touches a threading primitive)."""
+    sched, me = managed
+    for t in sched.threads:
+        if t is not me and (
+            t.state == READY or (t.state == BLOCKED and t.pred is not None and t.pred())
+        ):
+            sched.point(me, "loop step", site=me.site)
+            return
 
 
 def _woken(ready: deque[asyncio.Handle]) -> Callable[[], bool]:
@@ -220,21 +235,43 @@ def shutdown_executors(loop: ControlledLoop, managed: Managed) -> None:
 class ThreadLane:
     """A managed thread started from the run's tasks, as the swimlane shows it."""
 
-    def __init__(self, index: int, rec: ThreadRecord) -> None:
+    def __init__(self, index: int, rec: ThreadRecord, name: str = "") -> None:
         self.index = index
         self.rec = rec
+        self.name = name
 
     @property
     def title(self) -> str:
+        if self.name:
+            return self.name
         name = self.rec.thread.name if self.rec.thread is not None else "?"
-        return f"T{self.index} (thread {name})"
+        return f"thread {self.rec.label} ({name})"
 
     @property
     def label(self) -> str:
-        return f"T{self.index}"
+        return f"thread {self.rec.label}"
 
     def __repr__(self) -> str:
         return f"<{self.title}>"
+
+
+def _note_loop_steps(
+    control: TaskControl, sched: Scheduler, at: dict[int, TaskLane | None]
+) -> None:
+    """Note, for each scheduling point of the loop thread, the task it ran in (None: a plain
+    loop callback), so the swimlane shows it in that task's lane."""
+    note = sched._note
+
+    def noted(me: ThreadRecord, op: str, site: str) -> None:
+        note(me, op, site)
+        if me.index == 0:
+            try:
+                task = asyncio.current_task()
+            except RuntimeError:
+                task = None
+            at[sched.steps] = control.lane_of_task(task) if task is not None else None
+
+    setattr(sched, "_note", noted)  # noqa: B010  # this run's scheduler only
 
 
 class MixedLog:
@@ -242,7 +279,9 @@ class MixedLog:
     (one list, in the order they were made), and one trace whose lanes are the tasks and then
     the threads (steps of the loop thread itself belong to the task that was running)."""
 
-    def __init__(self, control: TaskControl, sched: Scheduler) -> None:
+    def __init__(
+        self, control: TaskControl, sched: Scheduler, at: dict[int, TaskLane | None]
+    ) -> None:
         self.control = control
         self.sched = sched
         self.decisions: list[Decision] = sched.decisions
@@ -255,18 +294,21 @@ class MixedLog:
             index[rec.index] = len(lanes)
             lanes.append(ThreadLane(len(lanes), rec))
         self.threads: Sequence[TaskLane | ThreadLane] = lanes
-        tasks = {s.number for s in control.trace}
+        loop_lane: ThreadLane | None = None
         steps = sorted([*control.trace, *sched.trace], key=lambda s: s.number)
         trace: list[Step] = []
-        task = 0
         for step in steps:
-            if step.number in tasks:
-                task = step.thread
-                trace.append(step)
-            elif step.thread == 0:
-                trace.append(step._replace(thread=task))
-            else:
-                trace.append(step._replace(thread=index[step.thread]))
+            if step.number in at:  # a step of the loop thread: in a task, or in a callback
+                task = at[step.number]
+                if task is None and loop_lane is None:
+                    loop_lane = ThreadLane(len(lanes), sched.threads[0], LOOP_LANE)
+                    lanes.append(loop_lane)
+                lane = task if task is not None else loop_lane
+                assert lane is not None
+                step = step._replace(thread=lane.index)
+            elif step.thread in index and step not in control.trace:
+                step = step._replace(thread=index[step.thread])
+            trace.append(step)
         self.trace: deque[Step] = deque(trace, maxlen=TRACE_STEPS)
         who = sched.failure_thread
         self.failure_thread: TaskLane | ThreadLane | None = control.failure_thread
@@ -285,6 +327,7 @@ def run_mixed(
     from ..sched.explore import RunResult, run_once
 
     errors: list[BaseException] = []
+    at: dict[int, TaskLane | None] = {}
 
     def managed_body() -> None:
         from ..sched.runtime import current
@@ -292,6 +335,7 @@ def run_mixed(
         ctx = current()
         assert ctx is not None
         control.link(ctx[0])
+        _note_loop_steps(control, ctx[0], at)
         try:
             failure = body()
         except BaseException as exc:  # a misuse (not a failure of the run): raised to the caller
@@ -303,4 +347,4 @@ def run_mixed(
     result = run_once(managed_body, decider, strategy, options)
     if errors:
         raise errors[0]
-    return RunResult(decider, MixedLog(control, result.sched), result.failure)  # type: ignore[arg-type]
+    return RunResult(decider, MixedLog(control, result.sched, at), result.failure)  # type: ignore[arg-type]
