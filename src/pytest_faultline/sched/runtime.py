@@ -370,7 +370,8 @@ class Scheduler:
         try:
             self._schedule(me)
         finally:
-            me.state = READY
+            if me.state == BLOCKED:  # (not UNWINDING: Abort is raised in a thread once)
+                me.state = READY
             me.pred = None
             me.deadline = None
             me.resource = None
