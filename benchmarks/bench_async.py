@@ -116,6 +116,62 @@ RACES: dict[str, Race] = {
 AWAITS = {"no_suspension"}  # needs preempt="awaits" on this module
 
 
+def _thread_update() -> Callable[[], Coroutine[Any, Any, None]]:
+    """A task and an ``asyncio.to_thread`` worker bump one counter (tasks and threads)."""
+
+    async def body() -> None:
+        import threading
+
+        state = {"n": 0}
+        lock = threading.Lock()
+
+        def worker() -> None:
+            with lock:
+                seen = state["n"]
+                time.sleep(0)
+                state["n"] = seen + 1
+
+        async def task() -> None:
+            seen = state["n"]
+            await asyncio.sleep(0)
+            state["n"] = seen + 1
+
+        await asyncio.gather(asyncio.to_thread(worker), task())
+        assert state["n"] == 2
+
+    return body
+
+
+def _pool_update() -> Callable[[], Coroutine[Any, Any, None]]:
+    """Two ``run_in_executor`` jobs on a pool made in the body add to one balance."""
+
+    async def body() -> None:
+        import concurrent.futures
+
+        account = {"balance": 0}
+
+        def deposit(amount: int) -> None:
+            seen = account["balance"]
+            time.sleep(0)
+            account["balance"] = seen + amount
+
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            await asyncio.gather(
+                loop.run_in_executor(pool, deposit, 10), loop.run_in_executor(pool, deposit, 5)
+            )
+        assert account["balance"] == 15
+
+    return body
+
+
+# Races of tasks and threads (the loop runs as a managed thread): strategy table only.
+MIXED: dict[str, Callable[[], Callable[[], Coroutine[Any, Any, None]]]] = {
+    "task + to_thread": _thread_update,
+    "two executor jobs": _pool_update,
+}
+
+
 def ours_body(name: str) -> Callable[[], Coroutine[Any, Any, None]]:
     setup, tasks, invariant = RACES[name]
 
@@ -220,14 +276,86 @@ def decisions_per_second() -> float:
     return found.decisions / elapsed
 
 
+# -- schedules to the first failure, by strategy ---------------------------------------------------
+
+
+STRATEGY_SEEDS = 9
+STRATEGY_RUNS = 500
+
+
+def schedules_to_failure(
+    body: Callable[[], Coroutine[Any, Any, None]], strategy: str, seed: int, extra: dict[str, Any]
+) -> int | None:
+    """Schedules run until the first failure (None: not found within STRATEGY_RUNS)."""
+    import warnings
+
+    from pytest_faultline.controller import Faultline
+
+    fl = Faultline(seed=seed, nodeid="bench")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # dfs that did not finish: the table says so
+            found = fl.explore(
+                body, runs=STRATEGY_RUNS, strategy=strategy, raises=False, shrink=False, **extra
+            )
+    finally:
+        fl.close()
+    return found.schedules if found.failure is not None else None
+
+
+def strategy_table() -> None:
+    """Median schedules to the first failure per race and strategy (warm, in this process)."""
+    from pytest_faultline.exploring import DEFAULT_STRATEGY, STRATEGIES
+
+    # The races' code must be the importable module's (preempt="awaits" patches its awaits).
+    module = importlib.import_module(module_name())
+    races: dict[str, tuple[Callable[[], Coroutine[Any, Any, None]], dict[str, Any]]] = {}
+    for name in RACES:
+        extra = {"preempt": "awaits", "modules": [module_name()]} if name in AWAITS else {}
+        races[name] = (module.ours_body(name), extra)
+    for name, make in MIXED.items():
+        races[name] = (make(), {})
+    print(
+        f"schedules until the first failure (median of {STRATEGY_SEEDS} seeds, at most "
+        f"{STRATEGY_RUNS}; warm, in this process); default strategy: {DEFAULT_STRATEGY}"
+    )
+    print(f"{'race':20}" + "".join(f"{s:>14}" for s in STRATEGIES))
+    totals = dict.fromkeys(STRATEGIES, 0.0)
+    for name, (body, extra) in races.items():
+        row = f"{name:20}"
+        for strategy in STRATEGIES:
+            counts = [
+                schedules_to_failure(body, strategy, seed, extra)
+                for seed in range(1, STRATEGY_SEEDS + 1)
+            ]
+            found = [c for c in counts if c is not None]
+            # a miss counts as the whole budget: the median says "not found" when most miss
+            median = statistics.median([c if c is not None else STRATEGY_RUNS for c in counts])
+            totals[strategy] += median
+            cell = f"{median:g}" if len(found) * 2 > len(counts) else f">{STRATEGY_RUNS}"
+            if len(found) < len(counts):
+                cell += f" ({len(found)}/{len(counts)})"
+            row += f"{cell:>14}"
+        print(row)
+    print(f"{'sum of medians':20}" + "".join(f"{totals[s]:>14g}" for s in STRATEGIES))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="cold runs per race and tool")
+    parser.add_argument(
+        "--strategies-only", action="store_true", help="print only the strategy table"
+    )
     args = parser.parse_args()
+    if args.strategies_only:
+        strategy_table()
+        return
     peers = ["frontrun"] if importlib.util.find_spec("frontrun") else []
     print(f"python {sys.version.split()[0]}; peers installed: {', '.join(peers) or 'none'}")
     print("simloom, simloop, seedloop: not on the package index here (pip index versions)")
     print(f"task scheduling decisions per second: {decisions_per_second():,.0f}")
+    print()
+    strategy_table()
     print()
     print(f"{'race':18} {'tool':10} {'found':>7} {'cold s':>8} {'search s':>9} {'schedules':>10}")
     for tool in ["faultline", *peers]:

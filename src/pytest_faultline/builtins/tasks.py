@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 def task_interleaving(
     faultline: Faultline,
     runs: int = 100,
-    strategy: Literal["random", "pct", "dfs"] = "pct",
+    strategy: Literal["random", "pct", "dfs"] = "random",
     depth: int = 3,
     max_preemptions: int | None = None,
     preempt: Literal["sync", "awaits"] = "sync",
@@ -26,8 +26,10 @@ def task_interleaving(
     of the seed; every asyncio Lock, Event, Semaphore, Condition, Queue, stream read and drain
     is a point where another task may run, even when it would not block (with
     preempt="awaits": every await in `modules`). Loop time is virtual: sleeps and timeouts
-    take no real time. The first failing order is shrunk, replayed and reported with its token;
-    tasks that can never progress are a DeadlockError with the wait-for cycle.
+    take no real time. Threads the body starts (asyncio.to_thread, run_in_executor,
+    Thread.start) run under the thread scheduler with the same seed, the loop a managed thread.
+    The first failing order is shrunk, replayed and reported with its token; tasks that can
+    never progress are a DeadlockError with the wait-for cycle.
     """
     from ..aio import install_task_interleaving
     from ..errors import ScenarioError
