@@ -320,3 +320,31 @@ def test_scenario_explores_and_replays_tasks_and_threads(pytester: pytest.Pytest
     )
     replayed.assert_outcomes(failed=1)
     replayed.stdout.fnmatch_lines(["*the schedule replayed from its token failed*"])
+
+
+WITH_PYTEST_ASYNCIO = (
+    SCENARIO.replace(
+        '@pytest.mark.faultline("task_interleaving", runs=100)',
+        '@pytest.mark.asyncio\n@pytest.mark.faultline("task_interleaving", runs=100)',
+    )
+    + """
+
+@pytest.mark.asyncio
+async def test_other_asyncio_tests_still_get_threads():
+    assert await asyncio.to_thread(lambda: 41 + 1) == 42
+
+def test_no_thread_of_a_run_is_left():
+    names = sorted(t.name for t in threading.enumerate() if t.is_alive())
+    assert not [n for n in names if n.startswith(("asyncio_", "faultline-run"))], names
+"""
+)
+
+
+def test_scenario_with_threads_under_pytest_asyncio(pytester: pytest.Pytester) -> None:
+    """pytest-asyncio runs the test on faultline's loop, which outlives each run: its default
+    executor is shut down at the end of every run and a fresh one made by the next."""
+    pytester.makepyfile(test_mixed=WITH_PYTEST_ASYNCIO)
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(failed=1, passed=3)
+    result.stdout.fnmatch_lines(["*test_naive*", "*thread T1 (asyncio_0)*"])

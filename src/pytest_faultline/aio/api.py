@@ -135,6 +135,10 @@ def run_body(call: Callable[[], object], control: TaskControl) -> BaseException 
     if failure is not None and not isinstance(failure, DeadlockError) and control.threads:
         control.failure_thread = control.threads[0]
     _unwind_on(control)
+    if control.sched is not None:
+        from .threads import shutdown_run_executors
+
+        shutdown_run_executors(control)  # the loop outlives the run; its workers must not
     if isinstance(failure, KeyboardInterrupt):
         raise failure
     return failure

@@ -44,6 +44,7 @@ __all__ = [
     "run_mixed",
     "select_managed",
     "shutdown_executors",
+    "shutdown_run_executors",
     "watch_thread_starts",
 ]
 
@@ -201,6 +202,15 @@ def idle_managed(
         loop._fl_poll(0, raw=True)
         if not woke and not ready:
             return  # the next timer is due: virtual time moved to it
+
+
+def shutdown_run_executors(control: TaskControl) -> None:
+    """:func:`shutdown_executors` for a loop that outlives the run (pytest-asyncio's)."""
+    from ..sched.runtime import current
+
+    loop, managed = control.loop, current()
+    if loop is not None and managed is not None and not loop.is_closed():
+        shutdown_executors(loop, managed)
 
 
 def shutdown_executors(loop: ControlledLoop, managed: Managed) -> None:
