@@ -308,6 +308,9 @@ def strategy_table() -> None:
     from pytest_faultline.exploring import DEFAULT_STRATEGY, STRATEGIES
 
     # The races' code must be the importable module's (preempt="awaits" patches its awaits).
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)  # run by run_all.py through runpy
     module = importlib.import_module(module_name())
     races: dict[str, tuple[Callable[[], Coroutine[Any, Any, None]], dict[str, Any]]] = {}
     for name in RACES:
