@@ -255,6 +255,8 @@ class _Session:
         self.result = Sweep(context.nodeid, options.kinds)
         self._last_progress = self.started
         self._wrapped = False
+        self.scheduled = any(kind.scheduled for kind in options.kinds)
+        self.run_options: Any = None  # the scheduler's RunOptions, for a scheduled sweep
 
     # -- the steps -----------------------------------------------------------------------------
 
@@ -393,7 +395,12 @@ class _Session:
         previous_socket = set_socket_observer(probe.on_socket)
         try:
             with self.context.use_decider(decider):
-                self.fn()
+                if self.scheduled:
+                    from ._sched import run_scheduled
+
+                    failure = run_scheduled(self.fn, probe, decider, self.run_options)
+                else:
+                    self.fn()
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
@@ -420,6 +427,10 @@ class _Session:
         from ..net import SOCKETS, socket_faults
 
         self.context.service(SOCKETS, socket_faults)  # socket operations are sites
+        if self.scheduled:
+            from ._sched import scheduled_options
+
+            self.run_options = scheduled_options(self.context, self.fn)
         for path in self.options.targets:
             self._wrap(path)
 
