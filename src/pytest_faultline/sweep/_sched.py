@@ -111,6 +111,7 @@ def run_scheduled(
 
     from .api import _chain
 
-    result = run_once(body, decider, SweepSchedule(probe, decider), options)
+    # run_once names the search strategies it ships; this one has their shape (begin, pick, end).
+    strategy: Any = SweepSchedule(probe, decider)
+    result = run_once(body, decider, strategy, options)
     return result.failure
-
