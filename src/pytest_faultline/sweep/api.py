@@ -254,6 +254,17 @@ class _Session:
         self.budget = budget
         self.result = Sweep(context.nodeid, options.kinds)
         self._last_progress = self.started
+        self._first_progress = PROGRESS_EVERY_S
+        self._progress_every = PROGRESS_EVERY_S
+        self._progress_written = False
+        if progress is None:
+            from .session import live_progress
+
+            live = live_progress()  # a long sweep shows its progress in pytest's terminal
+            if live is not None:
+                self.progress = live.write
+                self._first_progress = live.first_after
+                self._progress_every = live.every
         self._wrapped = False
         self.scheduled = any(kind.scheduled for kind in options.kinds)
         self.run_options: Any = None  # the scheduler's RunOptions, for a scheduled sweep
@@ -304,6 +315,10 @@ class _Session:
             why = "the budget" if self._past_deadline() else "max_runs"
             self.result.notes.append(f"stopped by {why}")
         self.result.elapsed = _raw.monotonic() - self.started
+        if self._progress_written and self.progress is not None:
+            from .report import progress_line
+
+            self.progress(progress_line(self.result, self.result.elapsed, self.budget) + " (done)")
         return self.result
 
     def _singles(self, sites: tuple[Site, ...]) -> list[tuple[Fault, Site]]:
@@ -468,9 +483,13 @@ class _Session:
         if self.progress is None:
             return
         now = _raw.monotonic()
-        if now - self._last_progress < PROGRESS_EVERY_S:
+        if not self._progress_written:
+            if now - self.started < self._first_progress:
+                return
+        elif now - self._last_progress < self._progress_every:
             return
         self._last_progress = now
+        self._progress_written = True
         from .report import progress_line
 
         self.progress(progress_line(self.result, now - self.started, self.budget))
