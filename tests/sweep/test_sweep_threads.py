@@ -1,11 +1,14 @@
 """The sweep's thread kinds: with ``preempt`` or ``preempt_step`` the body runs under the thread
-scheduler without preemptions of its own, every scheduling point where another thread could run
-is a site, and one switch is forced at each. Found without being told where: a lock-order
-deadlock, a check-then-act on ``queue.Queue``, and a reader whose buffer is replaced under it;
-the correct versions survive every site, and each failing run replays from its token."""
+scheduler without preemptions of its own (a coroutine function: on the controlled event loop in
+asyncio's own order), every scheduling point where another thread (task) could run is a site,
+and one switch is forced at each. Found without being told where: a lock-order deadlock, a
+check-then-act on ``queue.Queue``, a reader whose buffer is replaced under it, and a cleanup
+task that removes a reconnected session; the correct versions survive every site, and each
+failing run replays from its token."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import queue
 import threading
@@ -197,3 +200,50 @@ def test_thread_kinds_apply_only_at_thread_sites(fl: Faultline) -> None:
     assert [s.describe() for s in found.sites] == ["point single.threaded #1"]
     # Nothing else could run there: no thread site, so only the raise was planned.
     assert found.planned_singles == 1
+
+
+# -- asyncio tasks -------------------------------------------------------------------------------
+
+
+async def reconnect(careful: bool) -> None:
+    """A client drops and comes back at once: the drop's cleanup task removes the old session;
+    the naive cleanup removes whatever session the client has by then."""
+    sessions = {"alice": "old"}
+
+    async def cleanup() -> None:
+        if careful:
+            if sessions.get("alice") == "old":
+                del sessions["alice"]
+        else:
+            sessions.pop("alice", None)
+
+    task = asyncio.create_task(cleanup())
+    await asyncio.sleep(0)  # plain asyncio runs the cleanup here, first in line
+    sessions["alice"] = "new"
+    await task
+    assert sessions.get("alice") == "new", "the reconnected client lost its session"
+
+
+def test_a_coroutine_function_is_swept_over_task_orders(fl: Faultline) -> None:
+    async def naive() -> None:
+        await reconnect(careful=False)
+
+    found = fl.sweep(naive, kinds=["preempt"], raises=False)
+    # The recording run is asyncio's own order (the cleanup first): it passes. One switch at the
+    # sleep lets the reconnect run first, and the cleanup removes the new session.
+    assert [run.outcome for run in found.runs].count("fail") == 1, found.report()
+    (failing,) = found.failures
+    assert "the reconnected client lost its session" in failing.error_text()
+    assert failing.reproducible
+    assert all(site.name == "await" for site in found.sites)
+
+    async def careful() -> None:
+        await reconnect(careful=True)
+
+    assert fl.sweep(careful, kinds=["preempt", "preempt_step"]).passed
+
+
+def test_a_body_returning_a_coroutine_is_swept_over_task_orders(fl: Faultline) -> None:
+    # What the fault_sweep scenario hands the sweep for an async def test.
+    found = fl.sweep(lambda: reconnect(careful=False), kinds=["preempt"], raises=False)
+    assert len(found.failures) == 1, found.report()

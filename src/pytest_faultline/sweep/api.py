@@ -267,7 +267,7 @@ class _Session:
                 self._progress_every = live.every
         self._wrapped = False
         self.scheduled = any(kind.scheduled for kind in options.kinds)
-        self.run_options: Any = None  # the scheduler's RunOptions, for a scheduled sweep
+        self.runner: Any = None  # runs the body under a scheduler, for a scheduled sweep
 
     # -- the steps -----------------------------------------------------------------------------
 
@@ -410,10 +410,8 @@ class _Session:
         previous_socket = set_socket_observer(probe.on_socket)
         try:
             with self.context.use_decider(decider):
-                if self.scheduled:
-                    from ._sched import run_scheduled
-
-                    failure = run_scheduled(self.fn, probe, decider, self.run_options)
+                if self.runner is not None:
+                    failure = self.runner.run(probe, decider)
                 else:
                     self.fn()
         except (KeyboardInterrupt, SystemExit):
@@ -443,9 +441,9 @@ class _Session:
 
         self.context.service(SOCKETS, socket_faults)  # socket operations are sites
         if self.scheduled:
-            from ._sched import scheduled_options
+            from ._sched import ScheduledRuns
 
-            self.run_options = scheduled_options(self.context, self.fn)
+            self.runner = ScheduledRuns(self.context, self.fn)
         for path in self.options.targets:
             self._wrap(path)
 
