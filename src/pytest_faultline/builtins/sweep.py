@@ -26,9 +26,9 @@ def fault_sweep(
     (or exception classes) and 'disconnect' at points and calls; 'stall', 'truncate', 'reset'
     and 'short_read' at socket operations (default: these six); 'preempt' and 'preempt_step'
     switch threads (asyncio tasks) at each place another one could run. With `pairs=True` two
-    faults are also combined where both pass alone. `budget` seconds and `max_runs` bound it; the first failure
-    is raised with a site-by-kind table and one replay token per failing run. State that must
-    be fresh for each run has to be created in the body.
+    faults are also combined where both pass alone. `budget` seconds and `max_runs` bound it;
+    the first failure is raised with a site-by-kind table and one replay token per failing run.
+    State that must be fresh for each run has to be created in the body.
     """
     from ..errors import ScenarioError
     from ..sweep.api import SweepOptions, install_fault_sweep

@@ -36,8 +36,9 @@ PREEMPT_STREAM = "sweep.preempt"
 class SweepSchedule:
     """The scheduler's strategy in a scheduled sweep run: the running thread goes on while it
     can and a blocked one hands over to the first ready thread (tasks run in asyncio's own
-    order, the first ready first), except where the probe's planned fault says otherwise. Its choices follow from the faults and the seed, so the
-    sweep's token (faults and seed) replays the schedule; nothing is recorded per step."""
+    order, the first ready first), except where the probe's planned fault says otherwise. Its
+    choices follow from the faults and the seed, so the sweep's token (faults and seed) replays
+    the schedule; nothing is recorded per step."""
 
     name = "sweep"
     exhausted = False
