@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _points, _raw
 from .._context import EventKind
 from ..decider import Decider, ReplayToken, derive_seed
-from ..errors import FaultlineError, FaultlineWarning, ScenarioError
+from ..errors import FaultlineError, ScenarioError
 from . import SWEEPS
 from ._probe import Fault, Probe
 from .kinds import FaultKind, parse_kinds
@@ -32,10 +32,8 @@ SWEEP_STREAM = "sweep"
 DEFAULT_MAX_PAIR_RUNS = 200
 PROGRESS_EVERY_S = 5.0
 NO_THREAD_SITES = (
-    "faultline sweep: 'preempt'/'preempt_step' found no place where another thread or task "
-    "could run: the body ran as one thread. (An async def test run by pytest-asyncio's own loop "
-    "is one thread to the sweep: leave it unmarked so that faultline runs it on its loop, or "
-    "give faultline.sweep() the coroutine function.)"
+    "no thread site: preempt found no place where another thread or task could run (an async "
+    "test on pytest-asyncio's own loop is one thread: leave it unmarked, faultline runs it)"
 )
 
 
@@ -298,9 +296,8 @@ class _Session:
             raise record.failure
         self.result.sites = list(record.sites)
         if self.scheduled and not any(site.where == THREAD for site in record.sites):
-            import warnings
-
-            warnings.warn(FaultlineWarning(NO_THREAD_SITES), stacklevel=4)
+            # A note, not a warning: swept session-wide, most tests run one thread.
+            self.result.notes.append(NO_THREAD_SITES)
         singles = self._singles(record.sites)
         self.result.planned_singles = len(singles)
         survived: list[tuple[Fault, Site, Run]] = []

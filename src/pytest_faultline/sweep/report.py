@@ -129,6 +129,8 @@ def summary_line(sweep: Sweep) -> str:
     text += f"{len(failures)} failed" if failures else "no failure"
     if not sweep.complete:
         text += f" (incomplete: {'; '.join(sweep.notes) or 'stopped early'})"
+    elif sweep.notes:
+        text += f" ({'; '.join(sweep.notes)})"
     return text
 
 
