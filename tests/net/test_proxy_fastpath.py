@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from functools import partial
 
 import pytest
 
@@ -25,6 +26,10 @@ def numbered(words: int) -> bytes:
 def first_difference(got: bytes, want: bytes) -> str:
     at = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), None)
     return f"{len(got)} of {len(want)} bytes, first difference at {at}"
+
+
+def reached_mark(got: bytearray, mark: int) -> bool:
+    return len(got) >= mark
 
 
 def pipe_state(proxy: EmbeddedProxy) -> tuple[int, bool]:
@@ -118,11 +123,9 @@ def test_toxics_switched_on_and_off_during_a_bulk_echo_keep_every_byte(
         try:
             for step in range(1, switches + 1):
                 # Switch at evenly spread points of the transfer, while bytes are in flight.
+                mark = step * len(payload) // (switches + 2)
                 with progress:
-                    reached = progress.wait_for(
-                        lambda step=step: len(got) >= step * len(payload) // (switches + 2),
-                        BOUND_S,
-                    )
+                    reached = progress.wait_for(partial(reached_mark, got, mark), BOUND_S)
                 assert reached, first_difference(bytes(got), payload)
                 if step % 2:
                     for stream in ("upstream", "downstream"):
