@@ -13,13 +13,13 @@ which the pump calls back through ``drop`` and ``report``.
 from __future__ import annotations
 
 import os
-import selectors
 import socket
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Protocol
 
 from ._conns import FAST_BUFFER, Conn, Flow, make_pipe
+from ._poll import READ, WRITE, Poller
 from .toxics import CLOSE, DATA, EOF, RESET, Item, Stage, ToxicState
 
 __all__ = ["FlowPump"]
@@ -29,8 +29,6 @@ SPLICE_AFTER = 256 * 1024  # a direction that carried this much moves to splice 
 SPLICE_ROUNDS = 8
 SPLICE = hasattr(os, "splice") and hasattr(os, "pipe2")
 SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
-READ = selectors.EVENT_READ
-WRITE = selectors.EVENT_WRITE
 Reporter = Callable[[ToxicState, Stage, int, str], None]
 
 
@@ -43,7 +41,7 @@ class FlowPump:
 
     def __init__(
         self,
-        sel: selectors.BaseSelector,
+        sel: Poller,
         timed: set[Flow],
         *,
         drop: Dropper,
@@ -62,7 +60,7 @@ class FlowPump:
         """Read what ``flow``'s source has; True if no socket's interest changed."""
         if not flow.can_read():
             return False
-        if not flow.queue and not flow.toxic:
+        if not flow.queue and not (flow.stages and flow.toxic):
             return self.relay(flow)
         try:
             chunk = flow.src.recv(TOXIC_CHUNK)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import _thread
 import errno
-import selectors
 import socket
 import struct
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any
 from .. import _raw
 from .._context import EventKind
 from ._conns import Conn, Flow, close_quietly, drain
+from ._poll import READ, WRITE, Poller
 from ._pump import FlowPump
 from .protocol import (
     Chooser,
@@ -45,8 +45,6 @@ IDLE_SELECT_S = 1.0
 # closed: data the client sent meanwhile is then not answered with a reset, so the client sees
 # the same clean end of stream on every run, whenever its bytes arrive.
 LINGER_S = 1.0
-READ = selectors.EVENT_READ
-WRITE = selectors.EVENT_WRITE
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 Recorder = Callable[[EventKind, str, str], object]
 
@@ -75,7 +73,7 @@ class ProxyLoop:
         self._lingering: list[tuple[float, socket.socket]] = []
         self._count = 0
         self._listener: socket.socket | None = None
-        self._sel = selectors.DefaultSelector()
+        self._sel = Poller()
         self._pump = FlowPump(
             self._sel, self._timed, drop=self._drop, report=self._report, now=_raw.monotonic
         )
@@ -300,15 +298,20 @@ class ProxyLoop:
         try:
             # The hot loop: as little Python per wake-up as possible (every microsecond here is
             # added to each round trip through the proxy).
-            select = self._sel.select
+            poll = self._sel.poll
+            entries = self._sel.entries
+            events = self._sel.events
             on_event = self._on_event
             while not self._stopping:
                 if self._commands:  # appended under the lock, then a wake-up: no lost command
                     self._run_commands()
-                for key, mask in select(self._select_timeout() if self._timed else IDLE_SELECT_S):
-                    data = key.data
-                    if data.__class__ is Conn:
-                        on_event(data, key.fileobj, mask)  # type: ignore[arg-type]
+                for fd, raw in poll(self._select_timeout() if self._timed else IDLE_SELECT_S):
+                    entry = entries.get(fd)
+                    if entry is None:  # unregistered by an earlier event of this batch
+                        continue
+                    data, sock, registered = entry
+                    if type(data) is Conn:
+                        on_event(data, sock, raw if raw == READ else events(raw, registered))
                     elif data is None:
                         with suppress(OSError):
                             self._wake_r.recv(4096)
