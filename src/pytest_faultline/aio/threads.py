@@ -64,7 +64,12 @@ def watch_thread_starts() -> Callable[[], None]:
 
     def start(self: threading.Thread) -> None:
         control = active_control()
-        if control is not None and control.sched is None and not control.cleaning:
+        if (
+            control is not None
+            and control.sched is None
+            and not control.cleaning
+            and _on_the_loop(control)
+        ):
             control.threads_seen = True
             raise ThreadsSeen  # before the thread runs free
         original(self)
@@ -76,6 +81,16 @@ def watch_thread_starts() -> Callable[[], None]:
         threading.Thread.start = original  # type: ignore[method-assign]
 
     return undo
+
+
+def _on_the_loop(control: TaskControl) -> bool:
+    """Whether the caller runs on the run's loop (a task or a callback), not in a thread
+    outside the run (a server's handler thread started while the run is active)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return control.loop is None or loop is control.loop
 
 
 def outside_executor(control: TaskControl, executor: object) -> bool:
