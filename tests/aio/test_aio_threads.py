@@ -348,3 +348,45 @@ def test_scenario_with_threads_under_pytest_asyncio(pytester: pytest.Pytester) -
     result = pytester.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(failed=1, passed=3)
     result.stdout.fnmatch_lines(["*test_naive*", "*thread T1 (asyncio_0)*"])
+
+
+POOL_DECISIONS = """
+import asyncio, concurrent.futures, time
+from pytest_faultline.controller import Faultline
+
+async def body():
+    account = {"balance": 0}
+
+    def deposit(amount):
+        seen = account["balance"]
+        time.sleep(0)
+        account["balance"] = seen + amount
+
+    loop = asyncio.get_running_loop()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        await asyncio.gather(
+            loop.run_in_executor(pool, deposit, 10), loop.run_in_executor(pool, deposit, 5)
+        )
+
+fl = Faultline(seed=5, nodeid="determinism")
+try:
+    found = fl.explore(body, runs=20, strategy="pct", raises=False, shrink=False)
+finally:
+    fl.close()
+print("DECISIONS", found.schedules, found.decisions)
+"""
+
+
+def test_a_pool_of_two_workers_makes_the_same_choices_in_every_process(
+    pytester: pytest.Pytester,
+) -> None:
+    """The pool's workers are joined in the order they started, not in the (address-based)
+    order of a set, so a search makes the same choices in every process."""
+    script = pytester.makepyfile(pool_decisions=POOL_DECISIONS)
+    seen = set()
+    for _ in range(3):
+        result = pytester.runpython(script)
+        lines = [line for line in result.outlines if line.startswith("DECISIONS")]
+        assert len(lines) == 1, result.errlines
+        seen.add(lines[0])
+    assert len(seen) == 1, seen

@@ -104,6 +104,25 @@ def _make_join(
     return managed_join
 
 
+class _ThreadsInOrder(dict):  # type: ignore[type-arg]
+    """A thread pool's set of threads, iterated in the order they were started: ``shutdown``
+    joins them in that order (a plain set's order follows the objects' addresses, which differ
+    from process to process, and so would the schedule of the joins)."""
+
+    def add(self, thread: object) -> None:
+        self[thread] = None
+
+
+def _ordered_threads(previous: Callable[[Any], None]) -> Callable[[Any], None]:
+    def adjust(self: Any) -> None:
+        if type(self._threads) is set:
+            self._threads = _ThreadsInOrder.fromkeys(self._threads)
+        previous(self)
+
+    adjust.__wrapped__ = previous  # type: ignore[attr-defined]
+    return adjust
+
+
 def _make_sleep(previous: Callable[[float], None]) -> Callable[[float], None]:
     def managed_sleep(seconds: float) -> None:
         ctx = current()
@@ -239,6 +258,10 @@ class PatchSet:
                 # Created at import, held across scheduling points in submit(): a real lock there
                 # would block a managed thread outside the scheduler.
                 self._set_attr(futures, "_global_shutdown_lock", ManagedLock())
+            pool = getattr(futures, "ThreadPoolExecutor", None)
+            if pool is not None and "_adjust_thread_count" in vars(pool):
+                adjust = vars(pool)["_adjust_thread_count"]
+                self._set_attr(pool, "_adjust_thread_count", _ordered_threads(adjust))
             for namespace in self.namespaces:
                 self._rebind(namespace, replacements)
             hook = self.sched.line_hook
