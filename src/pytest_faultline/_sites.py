@@ -28,12 +28,8 @@ import re
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
-
-import _pytest
-import pluggy
 
 __all__ = [
     "RECHAIN",
@@ -57,24 +53,63 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # lock's class and when showing where a lock was taken.
 _PASS_THROUGH = frozenset({threading.__file__, queue.__file__})
 _FUTURES = os.sep + os.path.join("concurrent", "futures") + os.sep
-# Report stacks end where the test runner starts (everything further out is pytest's), and
-# leave out this package's own frames.
-_RUNNER_DIRS = tuple(
-    os.path.dirname(os.path.abspath(module.__file__ or "")) + os.sep for module in (pluggy, _pytest)
-)
 _PACKAGE_PREFIX = _PACKAGE_DIR + os.sep
 STACK_LIMIT = 12
-_ASSIGNED = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(?::[^=]*)?=(?!=)")
+# Compiled on first use (a lock made in user code): importing this module stays cheap.
+_ASSIGNED_PATTERN = r"^\s*([A-Za-z_][\w.]*)\s*(?::[^=]*)?=(?!=)"
+_assigned: list[re.Pattern[str]] = []
+
+# Report stacks end where the test runner starts (everything further out is pytest's). Its
+# directories are read from the loaded modules, not imported: outside a test run (``explore()``
+# from plain code) pytest is not loaded, and then no frame can be its.
+_RUNNER_MODULES = ("pluggy", "_pytest")
+_runner_dirs: list[tuple[str, ...]] = []
 
 
-@dataclass(frozen=True)
+def _runner_prefixes() -> tuple[str, ...]:
+    if _runner_dirs:
+        return _runner_dirs[0]
+    found = tuple(
+        os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+        for module in map(sys.modules.get, _RUNNER_MODULES)
+        if module is not None and module.__file__
+    )
+    if len(found) == len(_RUNNER_MODULES):  # both loaded: they stay where they are
+        _runner_dirs.append(found)
+    return found
+
+
+# Frame and LockClass are plain classes with __slots__, not dataclasses: building a dataclass
+# costs about a millisecond at import, and this module is on the first exploration's path.
+
+
 class Frame:
     """One frame of a report stack: file, line, function and the source line."""
 
-    filename: str
-    lineno: int
-    function: str
-    source: str
+    __slots__ = ("filename", "function", "lineno", "source")
+
+    def __init__(self, filename: str, lineno: int, function: str, source: str) -> None:
+        self.filename = filename
+        self.lineno = lineno
+        self.function = function
+        self.source = source
+
+    def _key(self) -> tuple[str, int, str, str]:
+        return (self.filename, self.lineno, self.function, self.source)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Frame):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Frame(filename={self.filename!r}, lineno={self.lineno!r}, "
+            f"function={self.function!r}, source={self.source!r})"
+        )
 
     def __str__(self) -> str:
         text = f'  File "{self.filename}", line {self.lineno}, in {self.function}'
@@ -83,9 +118,9 @@ class Frame:
         return text
 
 
-@dataclass(frozen=True, eq=False)
 class LockClass:
-    """A lock class: every lock made at one place in the code.
+    """A lock class: every lock made at one place in the code (compared by identity: classes
+    are interned by place).
 
     ``name`` is the attribute or variable the lock was assigned to (``Bank._odb_lock``,
     ``lock_a``) or ``file.py:LINE`` when the source does not say. ``kind`` is ``Lock`` or
@@ -93,12 +128,17 @@ class LockClass:
     (``Condition``, ``Semaphore``, ``Queue``, ...) or is empty.
     """
 
-    filename: str
-    lineno: int
-    kind: str
-    inside: str
-    attr: str | None
-    source: str
+    __slots__ = ("attr", "filename", "inside", "kind", "lineno", "source")
+
+    def __init__(
+        self, filename: str, lineno: int, kind: str, inside: str, attr: str | None, source: str
+    ) -> None:
+        self.filename = filename
+        self.lineno = lineno
+        self.kind = kind
+        self.inside = inside
+        self.attr = attr
+        self.source = source
 
     @property
     def name(self) -> str:
@@ -224,7 +264,9 @@ def _unpacked_target(line: str, column: int | None) -> str | None:
 
 
 def _attribute(frame: FrameType, source: str) -> str | None:
-    match = _ASSIGNED.match(source)
+    if not _assigned:
+        _assigned.append(re.compile(_ASSIGNED_PATTERN))
+    match = _assigned[0].match(source)
     if match is None:
         return None
     target = match.group(1)
@@ -254,11 +296,12 @@ def stack_at(
     """
     frames: list[Frame] = []
     pins = (lasti, back_lasti)
+    runner = _runner_prefixes()
     depth = 0
     while frame is not None and len(frames) < STACK_LIMIT:
         code = frame.f_code
         filename = code.co_filename
-        if filename.startswith(_RUNNER_DIRS):
+        if runner and filename.startswith(runner):
             break
         if not is_plumbing(filename):
             pin = pins[depth] if depth < len(pins) else None
