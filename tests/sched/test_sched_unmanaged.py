@@ -252,7 +252,7 @@ def test_keyboard_interrupt_during_a_run_unwinds_and_leaks_no_thread(
     pytester.makeconftest(INTERRUPT_CONFTEST)
     pytester.makepyfile(test_interrupt=INTERRUPT_TEST.format(when=when))
     result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "timeout", "--timeout=60"
+        "-p", "no:randomly", "-p", "no:cacheprovider", timeout=120
     )
     assert "KeyboardInterrupt" in result.stdout.str()
     assert result.ret == pytest.ExitCode.INTERRUPTED
