@@ -10,9 +10,7 @@ import os
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 # pytest's StashKey itself, without importing pytest: the controller (and so ``explore()`` from
 # plain code outside a test run) reads Settings, and importing pytest costs ~0.1 s.
@@ -21,6 +19,8 @@ from _pytest.stash import StashKey
 from .errors import ReplayTokenError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pytest
 
     from .decider import ReplayToken
@@ -74,6 +74,8 @@ def _backend(text: str) -> str:
 
 
 def _url(text: str) -> str:
+    from urllib.parse import urlparse  # only when a URL is given: explore() needs none
+
     parsed = urlparse(text)
     if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.port is None:
         raise ValueError(f"must look like http://HOST:PORT, got {text!r}")
@@ -131,6 +133,8 @@ def _rerun_seed(text: str) -> str:
 def _path(text: str) -> Path:
     if not text.strip():
         raise ValueError("must be a file path")
+    from pathlib import Path
+
     return Path(text)
 
 

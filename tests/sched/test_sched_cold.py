@@ -56,15 +56,25 @@ def test_the_first_exploration_loads_only_what_it_uses() -> None:
     assert out["failed"]  # the lost update was found: the scheduler did run
     loaded = set(out["modules"])
     assert "pytest_faultline.sched.runtime" in loaded
-    # asyncio (13 ms) came with the cleanup package; the lock-order watcher with lockorder
+    # asyncio (13 ms) came with the cleanup package; the lock-order watcher with lockorder;
+    # pytest (0.1 s) with the settings and the report: this is plain code outside a test run.
     unused = {
         "asyncio",
+        "pytest",
+        "_pytest.config",
+        "pluggy",
+        "faker",
+        "freezegun",
+        "pytest_faultline.plugin",
+        "pytest_faultline.registry",
         "pytest_faultline.cleanup",
         "pytest_faultline.lockorder.watch",
         "pytest_faultline.lockorder.graph",
         "pytest_faultline.lockorder.affinity",
     }
     assert loaded & unused == set()
+    # The report of the failure is built on the failure, not imported before the first run.
+    assert "pytest_faultline.sched.report" in loaded
 
 
 @pytest.mark.parametrize("where", ["options", "scenario"])
