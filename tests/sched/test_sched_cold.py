@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -88,3 +89,37 @@ def test_the_default_strategy_is_random(where: str) -> None:
 
         signature = inspect.signature(thread_preemption)
         assert signature.parameters["strategy"].default == "random"
+
+
+# What a lock is named after: the hand-written scan must say what the regular expression says.
+ASSIGNED = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(?::[^=]*)?=(?!=)")
+LINES = [
+    "lock = threading.Lock()",
+    "    self._lock = threading.RLock()",
+    "self._odb_lock: threading.Lock = threading.Lock()",
+    "lock_a, lock_b = Lock(), Lock()",
+    "x == Lock()",
+    "x += 1",
+    "Lock()",
+    "with lock:",
+    "a.b.c=Lock()",
+    "ünïcode_lock = Lock()",
+    "_private= Lock()",
+    "9lives = 1",
+    "name: int",
+    "name: dict[str, int] == 3",
+    "cond = Condition(lock=lock)",
+    "\tq = queue.Queue()",
+    "",
+    "   ",
+    "x=(y==z)",
+    "f(a=1)",
+]
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_the_assigned_name_scan_matches_the_pattern(line: str) -> None:
+    from pytest_faultline._sites import assigned_name
+
+    match = ASSIGNED.match(line)
+    assert assigned_name(line) == (match.group(1) if match else None)
