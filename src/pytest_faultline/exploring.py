@@ -133,6 +133,9 @@ class ExploreOptions:
         shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
         return f"ExploreOptions({shown})"
 
+    def __reduce__(self) -> tuple[type[ExploreOptions], tuple[object, ...]]:
+        return (ExploreOptions, self._values())  # copy and pickle go through __init__
+
     def replace(self, **changes: Any) -> ExploreOptions:
         """A copy with ``changes`` (not checked: :meth:`build` checks keywords)."""
         values = {name: getattr(self, name) for name in _FIELDS}

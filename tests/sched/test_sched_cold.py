@@ -123,3 +123,22 @@ def test_the_assigned_name_scan_matches_the_pattern(line: str) -> None:
 
     match = ASSIGNED.match(line)
     assert assigned_name(line) == (match.group(1) if match else None)
+
+
+def test_explore_options_are_an_immutable_value() -> None:
+    """A plain class since it left dataclasses (import cost): equal by value, hashable,
+    immutable, changed through replace(), copied and pickled whole."""
+    import copy
+    import pickle
+
+    options = ExploreOptions(runs=5, modules=("json",))
+    assert options == ExploreOptions(runs=5, modules=("json",))
+    assert options != ExploreOptions(runs=6, modules=("json",))
+    assert hash(options) == hash(ExploreOptions(runs=5, modules=("json",)))
+    changed = options.replace(strategy="dfs")
+    assert (changed.strategy, changed.runs, options.strategy) == ("dfs", 5, "random")
+    with pytest.raises(AttributeError, match=r"immutable: cannot set 'runs'; use options\.replace"):
+        options.runs = 3
+    assert copy.deepcopy(options) == options
+    assert pickle.loads(pickle.dumps(options)) == options
+    assert "runs=5" in repr(options)
