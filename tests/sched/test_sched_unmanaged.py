@@ -175,8 +175,10 @@ def test_logging_is_usable_afterwards():
 
 def test_logging_in_lines_mode_passes_and_leaves_logging_usable(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_logging_run=LOGGING_RUN)
+    # Bounded by the subprocess timeout (a hang in logging's teardown is beyond pytest-timeout,
+    # which is not in the test extra anyway).
     result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "timeout", "--timeout=60"
+        "-p", "no:randomly", "-p", "no:cacheprovider", timeout=120
     )
     result.assert_outcomes(passed=2)
 
