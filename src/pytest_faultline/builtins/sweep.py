@@ -24,10 +24,11 @@ def fault_sweep(
     Sites are fault points (each hit), calls to `targets` ('pkg.mod:Qual.name') and the test's
     socket operations (each connect, and each read and write by byte offset). `kinds`: 'raise'
     (or exception classes) and 'disconnect' at points and calls; 'stall', 'truncate', 'reset'
-    and 'short_read' at socket operations (default: all). With `pairs=True` two faults are also
-    combined where both pass alone. `budget` seconds and `max_runs` bound it; the first failure
-    is raised with a site-by-kind table and one replay token per failing run. State that must
-    be fresh for each run has to be created in the body.
+    and 'short_read' at socket operations (default: these six); 'preempt' and 'preempt_step'
+    switch threads (asyncio tasks) at each place another one could run. With `pairs=True` two
+    faults are also combined where both pass alone. `budget` seconds and `max_runs` bound it;
+    the first failure is raised with a site-by-kind table and one replay token per failing run.
+    State that must be fresh for each run has to be created in the body.
     """
     from ..errors import ScenarioError
     from ..sweep.api import SweepOptions, install_fault_sweep

@@ -10,12 +10,22 @@ from dataclasses import dataclass, field
 
 from ..decider import derive_seed
 
-__all__ = ["CALL", "POINT", "SOCKET", "WHERE_CODES", "Site", "caller_location", "stem_hash"]
+__all__ = [
+    "CALL",
+    "POINT",
+    "SOCKET",
+    "THREAD",
+    "WHERE_CODES",
+    "Site",
+    "caller_location",
+    "stem_hash",
+]
 
 POINT = "point"
 CALL = "call"
 SOCKET = "socket"
-WHERE_CODES = {POINT: 0, CALL: 1, SOCKET: 2}
+THREAD = "thread"  # a scheduling point of a managed thread where another thread could run
+WHERE_CODES = {POINT: 0, CALL: 1, SOCKET: 2, THREAD: 3}
 WHERE_NAMES = {code: where for where, code in WHERE_CODES.items()}
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,8 +44,12 @@ class Site:
     the target's path, or the connection's name in its run (``connected#0``, ``accepted#1``: the
     n-th connection made or accepted in the run). ``op`` is ``connect``, ``read`` or ``write``
     for sockets. ``hit`` is the arrival number (from 1) for points and calls, the number of bytes
-    that crossed the connection in that direction before this operation for sockets. ``location``
-    is ``file:line`` of the code that reached it in the recording run."""
+    that crossed the connection in that direction before this operation for sockets. For
+    ``"thread"`` sites (a sweep with a scheduling kind runs the body under the thread scheduler)
+    ``name`` is the scheduling point's operation (``acquire Odb._odb_lock (R1)``, ``set
+    Endpoint._wake (E1)``, ``point cas.ctrl_units``), ``op`` the thread that reached it and
+    ``hit`` its arrival number there. ``location`` is ``file:line`` of the code that reached it
+    in the recording run."""
 
     where: str
     name: str
@@ -58,6 +72,8 @@ class Site:
             if self.op == "connect":
                 return f"{self.name} connect"
             return f"{self.name} {self.op} after {self.hit} B"
+        if self.where == THREAD:
+            return f"{self.op} {self.name} #{self.hit}"
         return f"{self.where} {self.name} #{self.hit}"
 
     def __str__(self) -> str:
