@@ -64,6 +64,8 @@ def _unread(fd: int) -> int:
     except (OSError, ValueError):
         return -1
     return int.from_bytes(buffer, sys.byteorder)
+
+
 POLL_EVERY = 256  # steps without a poll after which ready I/O is taken in anyway
 
 Event = tuple[selectors.SelectorKey, int]
