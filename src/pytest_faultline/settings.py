@@ -449,8 +449,9 @@ def _flag(config: pytest.Config, env: Mapping[str, str], dest: str, var: str, in
             ) from None
     try:
         return bool(config.getini(ini))
-    except ValueError as exc:
-        # pytest's own message ("invalid truth value 'maybe'") names neither key nor file.
+    except (ValueError, pytest.UsageError) as exc:
+        # pytest's own message ("invalid truth value 'maybe'") names neither key nor file
+        # (pytest 9.2 raises it as a UsageError, earlier versions as a ValueError).
         where = config.inipath.name if config.inipath else "the ini file"
         raise pytest.UsageError(
             f"pytest-faultline: '{ini}' in {where} must be true or false ({exc})"
