@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["Fault", "Probe"]
 
 CONNECTS = ("connect", "connect_ex")
+CLOSES = ("close", "shutdown")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class _Conn:
     received: int = 0
     sent: int = 0
     ended: str | None = None  # "stall" or "eof" after a fault that ends the stream
+    closed: bool = False
+    shutdowns: int = 0
 
 
 @dataclass
@@ -113,6 +116,8 @@ class Probe:
         label = name_of(sock)
         if label is None or label in self.foreign:
             return call(sock, *args)
+        if method in CLOSES:
+            return self._on_close(method, sock, call, args, label)
         if method in CONNECTS:
             op = "connect"
         elif method in READS:
@@ -152,6 +157,36 @@ class Probe:
                 else:
                     conn.sent += size
         return result
+
+    def _on_close(
+        self,
+        method: str,
+        sock: socket.socket,
+        call: Callable[..., Any],
+        args: tuple[Any, ...],
+        label: str,
+    ) -> Any:
+        """A close or shutdown of a connection this run used: a site (the first close of the
+        connection; each shutdown, numbered)."""
+        __tracebackhide__ = True
+        fault: Fault | None = None
+        with self._lock:
+            conn = self._conns.get(label)
+            if conn is not None and not conn.closed and sock.fileno() != -1:
+                if method == "close":
+                    hit = 0
+                    conn.closed = True
+                else:
+                    hit = conn.shutdowns
+                    conn.shutdowns += 1
+                location = caller_location(1) if self.recording else ""
+                site = Site(SOCKET, conn.name, method, hit, location)
+                fault = self._arrive(site, lambda f: f.hit == hit)
+        if fault is None:
+            return call(sock, *args)
+        kind = self.kinds[fault.kind]
+        self._record(fault, site)
+        return kind.at_socket(self.context, site, SocketCall(method, sock, call, args))
 
     # -- bookkeeping (under the lock) ----------------------------------------------------------
 

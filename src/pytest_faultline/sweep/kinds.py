@@ -9,6 +9,7 @@ way: a subclass of :class:`FaultKind` and its name.
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
 import socket
@@ -51,7 +52,7 @@ class SocketCall:
     def end(self) -> None:
         """Shut the connection down both ways, so the peer's code sees it end too."""
         with contextlib.suppress(OSError):
-            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+            _socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
 
     def eof(self) -> Any:
         return EOF_RESULTS[self.method]
@@ -149,7 +150,11 @@ class TruncateKind(FaultKind):
 
 class ResetKind(FaultKind):
     """The peer resets the connection: this read or write raises ``ConnectionResetError``
-    (later reads return EOF); a connect is refused."""
+    (later reads return EOF); a connect is refused. At a close, the socket is closed and the
+    close raises ``ConnectionResetError`` (as BSD and macOS report a reset that arrived before
+    the close); at a shutdown, ``OSError(ENOTCONN)`` (the connection is gone). Cleanup code that
+    lets that error skip the rest of its work (close the next socket, release a pool slot) or
+    hide the error it was handling fails here."""
 
     name = "reset"
     event = EventKind.RESET
@@ -162,6 +167,19 @@ class ResetKind(FaultKind):
         if site.op == "connect":
             raise ConnectionRefusedError(
                 errno.ECONNREFUSED, "Connection refused (injected by the faultline sweep)"
+            )
+        if site.op == "close":
+            op.proceed()  # the descriptor is released whatever close() reports
+            raise ConnectionResetError(
+                errno.ECONNRESET,
+                "Connection reset by peer, reported at close (injected by the faultline sweep)",
+            )
+        if site.op == "shutdown":
+            op.end()
+            raise OSError(
+                errno.ENOTCONN,
+                "Transport endpoint is not connected: the peer reset the connection before "
+                "this shutdown (injected by the faultline sweep)",
             )
         op.end()
         raise ConnectionResetError(

@@ -83,7 +83,9 @@ def _rows(sweep: Sweep) -> list[tuple[str, str, tuple[str, ...]]]:
             names = sorted({m.name for m in members})
             shown = names[0] if len(names) == 1 else f"{names[0]}..{names[-1].split('#')[-1]}"
             offsets = (
-                "" if first.op == "connect" else f" after {_ranges([m.hit for m in members])} B"
+                ""
+                if first.op in ("connect", "close", "shutdown")
+                else f" after {_ranges([m.hit for m in members])} B"
             )
             label = f"{shown} {first.op}{offsets} (x{len(members)})"
         else:

@@ -55,8 +55,10 @@ class Site:
 
     def describe(self) -> str:
         if self.where == SOCKET:
-            if self.op == "connect":
-                return f"{self.name} connect"
+            if self.op in ("connect", "close"):
+                return f"{self.name} {self.op}"
+            if self.op == "shutdown":
+                return f"{self.name} shutdown" + (f" #{self.hit + 1}" if self.hit else "")
             return f"{self.name} {self.op} after {self.hit} B"
         return f"{self.where} {self.name} #{self.hit}"
 
