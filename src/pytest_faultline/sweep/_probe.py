@@ -8,18 +8,23 @@ fires the planned faults when their sites come.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import _raw
 from .kinds import READS, FaultKind, SocketCall, stalled
-from .sites import CALL, POINT, SOCKET, WHERE_CODES, Site, caller_location, stem_hash
+from .sites import CALL, POINT, PROXY, SOCKET, WHERE_CODES, Site, caller_location, stem_hash
 
 if TYPE_CHECKING:
     import socket
 
     from .._context import FaultContext
+    from ..net._conns import Conn
+    from ..net.relay import ProxyLoop
+    from ..net.toxics import Stage, ToxicState
+    from ._proxy import SiteStage
 
 __all__ = ["Fault", "Probe"]
 
@@ -65,6 +70,8 @@ class Probe:
     reached: set[str] = field(default_factory=set)
     fired: list[tuple[Fault, Site]] = field(default_factory=list)
     labels: set[str] = field(default_factory=set)
+    active: bool = True  # False once the run is over: stages left on live connections go idle
+    proxy_base: int = 0  # proxies with generated names made before the sweep began
 
     def __post_init__(self) -> None:
         self._lock = _raw.allocate_lock()
@@ -75,6 +82,9 @@ class Probe:
         self._pending: dict[tuple[int, int], list[Fault]] = {}
         for fault in self.faults:
             self._pending.setdefault((fault.where, fault.stem), []).append(fault)
+        self._proxy_conns: dict[str, int] = {}
+        self._proxied: list[tuple[ProxyLoop, Conn]] = []
+        self._generated_before = set(self._generated_proxies())
 
     # -- arrivals ------------------------------------------------------------------------------
 
@@ -107,6 +117,8 @@ class Probe:
     ) -> Any:
         __tracebackhide__ = True
         if method == "accept":
+            if name_of(sock) is None:  # a listener of faultline's own (a proxy's)
+                return call(sock, *args)
             result = call(sock, *args)
             label = name_of(result[0])
             if label is not None:
@@ -187,6 +199,83 @@ class Probe:
         kind = self.kinds[fault.kind]
         self._record(fault, site)
         return kind.at_socket(self.context, site, SocketCall(method, sock, call, args))
+
+    # -- proxies -------------------------------------------------------------------------------
+
+    def on_proxy_connection(
+        self, loop: ProxyLoop, conn: Conn, now: float
+    ) -> list[tuple[ToxicState, Stage]]:
+        """A new connection through an embedded proxy (on the proxy's thread): a site, and
+        the stages that make each chunk of its data one."""
+        from ..net.address import format_address
+        from ._proxy import SiteStage, cut_stage
+
+        if not self.active:
+            return []
+        location = f"-> {format_address(loop.upstream)}"
+        with self._lock:
+            self._proxied.append((loop, conn))
+            label = self._proxy_label(loop.name)
+            n = self._proxy_conns[label] = self._proxy_conns.get(label, 0) + 1
+            name = f"{label}#{n}"
+            site = Site(PROXY, name, "accept", 0, location)
+            fault = self._arrive(site, lambda f: f.hit == 0)
+        up, down = (
+            SiteStage(stream, now, conn, watch=self._on_chunk, name=name, op=op, location=location)
+            for stream, op in (("upstream", "up"), ("downstream", "down"))
+        )
+        up.sibling, down.sibling = down, up
+        if fault is not None:
+            kind = self.kinds[fault.kind]
+            self._record(fault, site)
+            cut = kind.at_proxy(site, 0)
+            label = f"sweep {kind.name}"
+            if cut.type == "refuse":
+                return [cut_stage(cut, label, now, conn)]
+            up.take(cut, label, now)
+        return [(up.toxic, up), (down.toxic, down)]
+
+    def _on_chunk(self, stage: SiteStage, offset: int, size: int, now: float) -> None:
+        if not self.active:
+            return
+        with self._lock:
+            site = Site(PROXY, stage.name, stage.op, offset, stage.location)
+            fault = self._arrive(site, lambda f: f.hit < offset + size)  # the chunk reaches it
+        if fault is None:
+            return
+        kind = self.kinds[fault.kind]
+        self._record(fault, site)
+        stage.take(kind.at_proxy(site, max(fault.hit - offset, 0)), f"sweep {kind.name}", now)
+
+    def finish(self) -> None:
+        """The run is over: stages left on live connections go idle, and the proxied
+        connections it made are closed, so no fault (a stall holding a connection open) outlives
+        its run."""
+        from ..net.protocol import ProxyError
+
+        self.active = False
+        with self._lock:
+            proxied, self._proxied = self._proxied, []
+        for loop, conn in proxied:
+            if not conn.closed:
+                with contextlib.suppress(ProxyError):  # the body closed its proxy
+                    loop.end_connection(conn, "the sweep's run ended")
+
+    def _generated_proxies(self) -> list[str]:
+        from ..net.proxies import PROXIES
+
+        pool = self.context.peek(PROXIES)
+        return [] if pool is None else list(pool.generated)
+
+    def _proxy_label(self, proxy: str) -> str:
+        """A proxy's name in this run: its own, unless it was made in the run with a generated
+        name (those are numbered again in each run from where the sweep began, so that a run's
+        ``proxy2`` is the next one's)."""
+        generated = self._generated_proxies()
+        if proxy not in generated or proxy in self._generated_before:
+            return proxy
+        fresh = [p for p in generated if p not in self._generated_before]
+        return f"proxy{self.proxy_base + fresh.index(proxy) + 1}"
 
     # -- bookkeeping (under the lock) ----------------------------------------------------------
 

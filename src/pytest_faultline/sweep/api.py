@@ -255,6 +255,7 @@ class _Session:
         self.result = Sweep(context.nodeid, options.kinds)
         self._last_progress = self.started
         self._wrapped = False
+        self.proxy_base = 0
 
     # -- the steps -----------------------------------------------------------------------------
 
@@ -375,6 +376,7 @@ class _Session:
         return run
 
     def _once(self, faults: tuple[Fault, ...], decider: Decider) -> Run:
+        from ..net import relay
         from ..net._socket_patches import set_observer as set_socket_observer
 
         probe = Probe(
@@ -383,6 +385,7 @@ class _Session:
             faults,
             recording=not faults and decider.token_in is None,
             foreign=set(self.foreign),
+            proxy_base=self.proxy_base,
         )
         failure: BaseException | None = None
         started = _raw.monotonic()
@@ -391,6 +394,7 @@ class _Session:
         if previous_point is not None:  # the thread scheduler's, when a sweep runs under it
             _points.set_observer(_chain(probe.on_point, previous_point))
         previous_socket = set_socket_observer(probe.on_socket)
+        previous_proxy = relay.set_observer(probe.on_proxy_connection)
         try:
             with self.context.use_decider(decider):
                 self.fn()
@@ -399,6 +403,8 @@ class _Session:
         except BaseException as exc:
             failure = exc
         finally:
+            relay.set_observer(previous_proxy)
+            probe.finish()
             set_socket_observer(previous_socket)
             _points.set_observer(previous_point)
             self.probe = None
@@ -418,8 +424,11 @@ class _Session:
 
     def _prepare(self) -> None:
         from ..net import SOCKETS, socket_faults
+        from ..net.proxies import PROXIES
 
         self.context.service(SOCKETS, socket_faults)  # socket operations are sites
+        pool = self.context.peek(PROXIES)
+        self.proxy_base = 0 if pool is None else len(pool.generated)
         for path in self.options.targets:
             self._wrap(path)
 

@@ -14,16 +14,18 @@ import contextlib
 import errno
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .. import _raw
 from .._context import EventKind
 from ..errors import FaultlineError, InjectedFault
-from .sites import CALL, POINT, SOCKET, Site
+from .sites import CALL, POINT, PROXY, SOCKET, Site
 
 if TYPE_CHECKING:
     from .._context import FaultContext
 
-__all__ = ["DEFAULT_KINDS", "KINDS", "FaultKind", "SocketCall", "parse_kinds"]
+__all__ = ["DEFAULT_KINDS", "KINDS", "FaultKind", "ProxyCut", "SocketCall", "parse_kinds"]
 
 READS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg")
 EOF_RESULTS: dict[str, Any] = {
@@ -58,6 +60,24 @@ class SocketCall:
         return EOF_RESULTS[self.method]
 
 
+@dataclass(frozen=True)
+class ProxyCut:
+    """What a kind does at a proxy site: one of the embedded proxy's own toxics (``type`` and
+    ``attributes`` as :meth:`~pytest_faultline.net.proxy.EmbeddedProxy.add_toxic` takes them)
+    put on one ``stream`` of that connection alone, from the site on."""
+
+    type: str
+    stream: str
+    attributes: dict[str, int]
+
+
+def _stream(site: Site) -> str:
+    return "downstream" if site.op == "down" else "upstream"  # an accept: the client's side
+
+
+STALL_MS = int(_raw.STALL_BOUND_S * 1000)
+
+
 class FaultKind:
     """One kind of fault. ``name`` is what ``kinds=`` calls it and the report's column."""
 
@@ -73,6 +93,11 @@ class FaultKind:
         raise NotImplementedError
 
     def at_socket(self, context: FaultContext, site: Site, op: SocketCall) -> Any:
+        raise NotImplementedError
+
+    def at_proxy(self, site: Site, skip: int) -> ProxyCut:
+        """The toxic that injects this kind at proxy site ``site``; ``skip`` is how many bytes
+        of the chunk now crossing come before the site's offset."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -118,10 +143,17 @@ class StallKind(FaultKind):
     ends_stream = "stall"
 
     def applies(self, site: Site) -> bool:
+        if site.where == PROXY:
+            return True
         return site.where == SOCKET and site.op in ("read", "connect") and site.blocking
 
     def at_socket(self, context: FaultContext, site: Site, op: SocketCall) -> Any:
         raise stalled(op.sock)
+
+    def at_proxy(self, site: Site, skip: int) -> ProxyCut:
+        # Nothing more crosses; the proxy closes the connection after the stall bound, so a
+        # client without a timeout sees an end instead of hanging the test.
+        return ProxyCut("timeout", _stream(site), {"timeout": STALL_MS})
 
 
 def stalled(sock: socket.socket) -> TimeoutError:
@@ -141,11 +173,17 @@ class TruncateKind(FaultKind):
     ends_stream = "eof"
 
     def applies(self, site: Site) -> bool:
-        return site.where == SOCKET and site.op == "read"
+        return (site.where == SOCKET and site.op == "read") or site.where == PROXY
 
     def at_socket(self, context: FaultContext, site: Site, op: SocketCall) -> Any:
         op.end()
         return op.eof()
+
+    def at_proxy(self, site: Site, skip: int) -> ProxyCut:
+        if site.op == "accept":  # accepted, then closed before a byte crosses
+            return ProxyCut("refuse", "upstream", {"reset": 0})
+        # Exactly the bytes before the offset cross, then both peers see the end.
+        return ProxyCut("limit_data", _stream(site), {"bytes": skip})
 
 
 class ResetKind(FaultKind):
@@ -161,7 +199,13 @@ class ResetKind(FaultKind):
     ends_stream = "eof"
 
     def applies(self, site: Site) -> bool:
-        return site.where == SOCKET
+        return site.where in (SOCKET, PROXY)
+
+    def at_proxy(self, site: Site, skip: int) -> ProxyCut:
+        if site.op == "accept":
+            return ProxyCut("refuse", "upstream", {"reset": 1})
+        # From the chunk that reaches the offset on, nothing crosses: both peers get an RST.
+        return ProxyCut("reset_peer", _stream(site), {"timeout": 0})
 
     def at_socket(self, context: FaultContext, site: Site, op: SocketCall) -> Any:
         if site.op == "connect":
@@ -208,6 +252,21 @@ class ShortReadKind(FaultKind):
         return op.proceed(tuple(args))
 
 
+class ReplyLostKind(FaultKind):
+    """At a proxy's chunk going up: the request reaches the server, and the connection is reset
+    before the first byte of its reply reaches the client (the proxy's ``reply_lost`` toxic). A
+    client that retries a write whose reply it never saw may apply it twice."""
+
+    name = "reply_lost"
+    event = EventKind.RESET
+
+    def applies(self, site: Site) -> bool:
+        return site.where == PROXY and site.op == "up"
+
+    def at_proxy(self, site: Site, skip: int) -> ProxyCut:
+        return ProxyCut("reply_lost", "downstream", {"reset": 1, "times": 1})
+
+
 KINDS: dict[str, Callable[[], FaultKind]] = {
     "raise": RaiseKind,
     "disconnect": DisconnectKind,
@@ -215,10 +274,11 @@ KINDS: dict[str, Callable[[], FaultKind]] = {
     "truncate": TruncateKind,
     "reset": ResetKind,
     "short_read": ShortReadKind,
+    "reply_lost": ReplyLostKind,
 }
 """Every kind ``kinds=`` may name (an exception class also stands for a ``raise`` of it)."""
 
-DEFAULT_KINDS = ("raise", "disconnect", "stall", "truncate", "reset", "short_read")
+DEFAULT_KINDS = ("raise", "disconnect", "stall", "truncate", "reset", "short_read", "reply_lost")
 KINDS_HELP = (
     "kinds are names among "
     + ", ".join(repr(k) for k in KINDS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .sites import SOCKET, Site
+from .sites import PROXY, SOCKET, Site
 
 if TYPE_CHECKING:
     from ._probe import Fault
@@ -59,6 +59,8 @@ def _row_cells(sweep: Sweep, site: Site, outcomes: dict[tuple[str, str], str]) -
 
 
 def _group_label(site: Site) -> tuple[str, ...]:
+    if site.where == PROXY:
+        return (site.where, site.location, site.name.rsplit("#", 1)[0], site.op)
     if site.where == SOCKET:
         return (site.where, site.location, site.name.split("#")[0], site.op)
     return (site.where, site.name)
@@ -79,6 +81,8 @@ def _rows(sweep: Sweep) -> list[tuple[str, str, tuple[str, ...]]]:
         first = members[0]
         if len(members) == 1:
             label = first.describe()
+        elif first.where == PROXY:
+            label = _proxy_row(first, members)
         elif first.where == SOCKET:
             names = sorted({m.name for m in members})
             shown = names[0] if len(names) == 1 else f"{names[0]}..{names[-1].split('#')[-1]}"
@@ -93,6 +97,14 @@ def _rows(sweep: Sweep) -> list[tuple[str, str, tuple[str, ...]]]:
             label = f"{first.where} {first.name} #{_ranges(hits)}"
         rows.append((label, first.location, cells))
     return rows
+
+
+def _proxy_row(first: Site, members: list[Site]) -> str:
+    """``proxy redis#1..3 down@0,37 (x4)``: the proxy's connections, the chunks' offsets."""
+    proxy = first.name.rsplit("#", 1)[0]
+    numbers = _ranges([int(m.name.rsplit("#", 1)[1]) for m in members])
+    offsets = "" if first.op == "accept" else f"@{_ranges([m.hit for m in members])}"
+    return f"proxy {proxy}#{numbers} {first.op}{offsets} (x{len(members)})"
 
 
 def _ranges(numbers: list[int]) -> str:
