@@ -131,3 +131,9 @@ def test_a_stall_at_the_proxy_is_the_clients_own_timeout(
     errors = {r.sites[0].describe(): type(r.failure) for r in found.failures}
     assert errors["proxy upper#1 down@0"] is TimeoutError
     assert errors["proxy upper#1 up@0"] is TimeoutError
+    assert errors["proxy upper#1 accept"] is TimeoutError
+    # Each stalled connection was closed when its run ended, not held for the stall's 10 s
+    # (the server serves one connection at a time: a held one would fail the next run).
+    ended = [e for e in fl.events if "the sweep's run ended" in e.detail]
+    assert len(ended) == 3, [e.detail for e in fl.events if e.name == "upper"]
+    assert all(r.sites for r in found.failures)  # no run failed without its own fault

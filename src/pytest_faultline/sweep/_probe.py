@@ -214,20 +214,29 @@ class Probe:
             return []
         location = f"-> {format_address(loop.upstream)}"
         with self._lock:
-            self._proxied.append((loop, conn))
             label = self._proxy_label(loop.name)
             n = self._proxy_conns[label] = self._proxy_conns.get(label, 0) + 1
             name = f"{label}#{n}"
             site = Site(PROXY, name, "accept", 0, location)
             fault = self._arrive(site, lambda f: f.hit == 0)
         up, down = (
-            SiteStage(stream, now, conn, watch=self._on_chunk, name=name, op=op, location=location)
+            SiteStage(
+                stream,
+                now,
+                loop,
+                conn,
+                watch=self._on_chunk,
+                name=name,
+                op=op,
+                location=location,
+            )
             for stream, op in (("upstream", "up"), ("downstream", "down"))
         )
         up.sibling, down.sibling = down, up
         if fault is not None:
             kind = self.kinds[fault.kind]
             self._record(fault, site)
+            self._cut(loop, conn)
             cut = kind.at_proxy(site, 0)
             label = f"sweep {kind.name}"
             if cut.type == "refuse":
@@ -245,12 +254,17 @@ class Probe:
             return
         kind = self.kinds[fault.kind]
         self._record(fault, site)
+        self._cut(stage.loop, stage.conn)
         stage.take(kind.at_proxy(site, max(fault.hit - offset, 0)), f"sweep {kind.name}", now)
+
+    def _cut(self, loop: ProxyLoop, conn: Conn) -> None:
+        with self._lock:
+            self._proxied.append((loop, conn))
 
     def finish(self) -> None:
         """The run is over: stages left on live connections go idle, and the proxied
-        connections it made are closed, so no fault (a stall holding a connection open) outlives
-        its run."""
+        connections it cut are closed, so no fault (a stall holding a connection open) outlives
+        its run. Connections it did not fault stay as the body left them."""
         from ..net.protocol import ProxyError
 
         self.active = False

@@ -15,6 +15,7 @@ from ..net.toxics import DATA, EOF, Item, Stage, ToxicState, make_stage
 
 if TYPE_CHECKING:
     from ..net._conns import Conn
+    from ..net.relay import ProxyLoop
     from .kinds import ProxyCut
 
 __all__ = ["SiteStage", "cut_stage", "watching"]
@@ -47,6 +48,7 @@ class SiteStage(Stage):
         self,
         stream: str,
         now: float,
+        loop: ProxyLoop,
         conn: Conn,
         *,
         watch: Watcher,
@@ -55,6 +57,8 @@ class SiteStage(Stage):
         location: str,
     ) -> None:
         super().__init__(watching(stream), _CHOOSER, now, conn)
+        self.loop = loop
+        self.conn = conn
         self.watch = watch
         self.name = name
         self.op = op
