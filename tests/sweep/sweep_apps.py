@@ -161,3 +161,14 @@ def careful_close_all(socks: list[socket.socket]) -> None:
             sock.shutdown(socket.SHUT_RDWR)
         with suppress(OSError):
             sock.close()
+
+
+def read_to_end_request(address: tuple[str, int], payload: bytes) -> bytes:
+    """Sends a framed request and takes the reply to be everything until the server closes (as
+    an HTTP/1.0 client does): a server that ends with a reset instead of a close breaks it."""
+    with socket.create_connection(address, timeout=TIMEOUT_S) as sock:
+        sock.sendall(frame(payload))
+        data = b""
+        while chunk := sock.recv(1024):
+            data += chunk
+        return data[HEADER.size :]

@@ -20,6 +20,7 @@ from ..decider import Decider, ReplayToken, derive_seed
 from ..errors import FaultlineError, ScenarioError
 from . import SWEEPS
 from ._probe import Fault, Probe
+from ._threads import thread_failures
 from .kinds import FaultKind, parse_kinds
 from .sites import Site
 
@@ -396,8 +397,10 @@ class _Session:
         previous_socket = set_socket_observer(probe.on_socket)
         previous_proxy = relay.set_observer(probe.on_proxy_connection)
         try:
-            with self.context.use_decider(decider):
+            with thread_failures() as died, self.context.use_decider(decider):
                 self.fn()
+            if died:  # the body passed, but a thread of it died of the fault
+                failure = died[0]
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:

@@ -13,6 +13,7 @@ import _socket
 import contextlib
 import errno
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,7 @@ def _stream(site: Site) -> str:
 
 
 STALL_MS = int(_raw.STALL_BOUND_S * 1000)
+ABORT = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends an RST
 
 
 class FaultKind:
@@ -188,11 +190,12 @@ class TruncateKind(FaultKind):
 
 class ResetKind(FaultKind):
     """The peer resets the connection: this read or write raises ``ConnectionResetError``
-    (later reads return EOF); a connect is refused. At a close, the socket is closed and the
-    close raises ``ConnectionResetError`` (as BSD and macOS report a reset that arrived before
-    the close); at a shutdown, ``OSError(ENOTCONN)`` (the connection is gone). Cleanup code that
-    lets that error skip the rest of its work (close the next socket, release a pool slot) or
-    hide the error it was handling fails here."""
+    (later reads return EOF); a connect is refused. At a shutdown it raises
+    ``OSError(ENOTCONN)``, as Linux does once the peer has reset: cleanup that lets that error
+    skip the close after it leaks the socket. A close ends the connection with a reset instead of
+    an orderly close (as closing with unread input or ``SO_LINGER`` 0 does): the close itself
+    succeeds (Python ignores ``ECONNRESET`` at close), and the peer's next read raises
+    ``ConnectionResetError`` instead of returning EOF."""
 
     name = "reset"
     event = EventKind.RESET
@@ -213,11 +216,9 @@ class ResetKind(FaultKind):
                 errno.ECONNREFUSED, "Connection refused (injected by the faultline sweep)"
             )
         if site.op == "close":
-            op.proceed()  # the descriptor is released whatever close() reports
-            raise ConnectionResetError(
-                errno.ECONNRESET,
-                "Connection reset by peer, reported at close (injected by the faultline sweep)",
-            )
+            with contextlib.suppress(OSError):
+                op.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, ABORT)
+            return op.proceed()
         if site.op == "shutdown":
             op.end()
             raise OSError(
