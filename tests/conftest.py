@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests import patch_guard
+from tests.redis_support import redis_server  # noqa: F401  (a fixture: tests/net, tests/reallibs)
 
 _SESSION_START = patch_guard.snapshot()
 

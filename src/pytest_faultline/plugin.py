@@ -26,6 +26,7 @@ from .settings import (
 __all__ = ["fault_proxy", "faultline"]
 
 ROOT_KEY = pytest.StashKey[str]()  # the report root before this session (restored at its end)
+SWEEP_ESTIMATED_KEY = pytest.StashKey[bool]()  # xdist: the sweep's estimate was printed
 del builtins  # imported for its side effect: the built-in scenarios register before conftests
 
 SESSION_PLUGIN = "faultline-session"
@@ -85,6 +86,9 @@ def pytest_configure(config: pytest.Config) -> None:
         from .lockorder.session import LOCKDEP_PLUGIN, LockdepPlugin
 
         config.pluginmanager.register(LockdepPlugin(config), LOCKDEP_PLUGIN)
+    from .sweep.session import start_live_progress  # light: pytest only
+
+    start_live_progress(config)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -92,6 +96,22 @@ def pytest_configure_node(node: Any) -> None:
     # xdist: every worker uses the controller's session seed, so a test's seed does not depend
     # on which worker ran it.
     node.workerinput["faultline_seed"] = node.config.stash[SETTINGS_KEY].seed
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    # xdist: the controller collects nothing; the first worker's collection gives the count.
+    config = node.config
+    settings = config.stash[SETTINGS_KEY]
+    if not settings.sweep or config.stash.get(SWEEP_ESTIMATED_KEY, False):
+        return
+    config.stash[SWEEP_ESTIMATED_KEY] = True
+    from .sweep.session import estimate_distributed
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        workers = len(config.getoption("tx", None) or []) or 1
+        reporter.write_line(estimate_distributed(len(ids), workers, settings))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -189,6 +209,9 @@ def pytest_runtest_makereport(
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    from .sweep.session import stop_live_progress
+
+    stop_live_progress(config)
     previous_root = config.stash.get(ROOT_KEY, None)
     if previous_root is not None:
         from . import _sites

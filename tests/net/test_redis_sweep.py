@@ -12,9 +12,9 @@ import pytest
 from pytest_faultline.controller import Faultline
 from pytest_faultline.sweep.api import Sweep
 
-from .test_redis_retry import INCR_ONCE, key, redis, redis_server, server_value
+from .test_redis_retry import INCR_ONCE, key, redis, server_value
 
-__all__ = ["key", "redis_server"]  # the fixtures, shared with the retry tests
+__all__ = ["key"]  # the fixture, shared with the retry tests (redis_server is the conftest's)
 
 
 @pytest.fixture

@@ -180,7 +180,8 @@ def test_a_bad_kind_on_the_command_line_is_a_usage_error(pytester: pytest.Pytest
     result.stderr.fnmatch_lines(
         [
             "*pytest-faultline: --faultline-sweep unknown kind 'stal': must name fault kinds "
-            "separated by commas, among raise, disconnect, stall, truncate, reset, short_read*; "
+            "separated by commas, among raise, disconnect, stall, truncate, reset, short_read, "
+            "reply_lost, preempt, preempt_step; "
             "got 'stal'"
         ]
     )

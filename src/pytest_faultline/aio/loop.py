@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _raw
 from ..errors import DeadlockError, FaultlineError
 from ..sched.runtime import Decision, Step
+from .io import IO_SETTLE_S, IoGate, waiting_task
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["IO_SETTLE_S", "ControlledLoop", "TaskControl", "TaskLane", "active_control"]
 
-IO_SETTLE_S = 0.02  # real time given to I/O in flight before virtual time jumps
 US_PER_S = 1_000_000
 DUE_SLACK_S = 1e-6  # timers this close are due: the test's clock counts microseconds
 TRACE_STEPS = 200
@@ -184,6 +184,11 @@ class TaskControl:
         owner = getattr(handle._callback, "__self__", None)  # type: ignore[attr-defined]
         if isinstance(owner, asyncio.Task):
             return self.lane_of_task(owner)
+        if self.loop is not None and handle in self.loop._fl_gate.handles:
+            # a socket's data for a task awaiting it: the next step of that task
+            task = waiting_task(handle)
+            if task is not None:
+                return self.lane_of_task(task)
         return self._callbacks
 
     def lanes(self) -> list[TaskLane]:
@@ -274,19 +279,42 @@ class ControlledLoop(asyncio.SelectorEventLoop):
 
     def __init__(self, selector: selectors.BaseSelector | None = None) -> None:
         super().__init__(selector)
-        self._fl_io: list[asyncio.Handle] = []  # I/O callbacks of the last poll, not yet run
+        self._fl_gate = IoGate(self._selector)  # type: ignore[attr-defined]
         # what a run opened, closed at its end whatever became of the code that opened it
         self._fl_transports: list[asyncio.BaseTransport] = []
         self._fl_servers: list[asyncio.AbstractServer] = []
 
-    def _make_socket_transport(self, *args: Any, **kwargs: Any) -> Any:
-        transport = super()._make_socket_transport(*args, **kwargs)  # type: ignore[misc]
+    def _make_socket_transport(self, sock: Any, *args: Any, **kwargs: Any) -> Any:
+        transport = super()._make_socket_transport(sock, *args, **kwargs)  # type: ignore[misc]
         self._fl_transports.append(transport)
+        self._fl_gate.watch(transport, sock, server=kwargs.get("server"))
         return transport
+
+    # (the base class registers its wake-up pipe before the gate exists)
+    def _add_reader(self, fd: Any, *args: Any) -> Any:
+        if hasattr(self, "_fl_gate"):
+            self._fl_gate.registered(_fd(fd))
+        return super()._add_reader(fd, *args)  # type: ignore[misc]
+
+    def _add_writer(self, fd: Any, *args: Any) -> Any:
+        self._fl_gate.registered(_fd(fd))
+        return super()._add_writer(fd, *args)  # type: ignore[misc]
+
+    def _remove_reader(self, fd: Any) -> bool:
+        removed: bool = super()._remove_reader(fd)  # type: ignore[misc]
+        if hasattr(self, "_fl_gate"):
+            self._fl_gate.unregistered(_fd(fd))
+        return removed
+
+    def _remove_writer(self, fd: Any) -> bool:
+        removed: bool = super()._remove_writer(fd)  # type: ignore[misc]
+        self._fl_gate.unregistered(_fd(fd))
+        return removed
 
     async def create_server(self, *args: Any, **kwargs: Any) -> Any:
         server = await super().create_server(*args, **kwargs)
         self._fl_servers.append(server)
+        self._fl_gate.serve(server)
         return server
 
     def close_leftovers(self) -> None:
@@ -331,9 +359,8 @@ class ControlledLoop(asyncio.SelectorEventLoop):
             handle = heapq.heappop(scheduled)
             handle._scheduled = False  # type: ignore[attr-defined]
         ready: deque[asyncio.Handle] = self._ready  # type: ignore[attr-defined]
-        # The selector is level-triggered: polling again before the callbacks of the last poll
-        # ran would queue them twice (asyncio polls once per round of callbacks).
-        if not any(h in ready for h in self._fl_io):
+        # Real I/O is taken in at points of the schedule, not whenever it arrives (aio/io.py).
+        if self._fl_gate.due(ready):
             self._fl_poll(0)
         if not ready and not self._stopping:  # type: ignore[attr-defined]
             self._fl_idle(control, scheduled, ready)
@@ -348,14 +375,16 @@ class ControlledLoop(asyncio.SelectorEventLoop):
             return
         chosen = live[control.choose(live)]
         ready.remove(chosen)
+        if chosen in self._fl_gate.handles:
+            self._fl_gate.ran(chosen)
         chosen._run()
 
     def _fl_poll(self, timeout: float) -> int:
         ready: deque[asyncio.Handle] = self._ready  # type: ignore[attr-defined]
         before = len(ready)
-        events = self._selector.select(timeout)  # type: ignore[attr-defined]
+        events = self._fl_gate.poll(timeout, ready)
         self._process_events(events)  # type: ignore[attr-defined]
-        self._fl_io = list(ready)[before:]
+        self._fl_gate.queued(list(ready)[before:])
         return len(events)
 
     def _fl_idle(
@@ -383,6 +412,10 @@ class ControlledLoop(asyncio.SelectorEventLoop):
                 control.stalled = True
                 raise DeadlockError(_stall_message(control))
             self._fl_poll(min(0.05, control.stall_timeout - waited))
+
+
+def _fd(fileobj: Any) -> int:
+    return fileobj if isinstance(fileobj, int) else int(fileobj.fileno())
 
 
 def _deadlock_message(control: TaskControl) -> str:

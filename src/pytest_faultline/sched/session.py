@@ -50,6 +50,8 @@ def options_fingerprint(options: ExploreOptions) -> list[Choice]:
 
 
 def _describe_fingerprint(values: list[Choice]) -> str:
+    if not values:
+        return "no scheduling options"
     preempt = next((m for m in PREEMPT_MODES if _crc(m) == values[0]), "another mode")
     text = f"preempt={preempt!r}"
     if len(values) > 1 and values[1] != _crc(""):
@@ -134,7 +136,9 @@ class ExplorationSession:
 
     def run(self, decider: Decider, strategy: Strategy) -> RunResult:
         recorded = decider.stream(OPTIONS_STREAM, recorded=True).record(self.fingerprint)
-        if recorded is not None and recorded[:2] != self.fingerprint[:2]:
+        # A token without a fingerprint (a test's own token, cached before any schedule ran)
+        # has nothing to compare.
+        if recorded and recorded[:2] != self.fingerprint[:2]:
             decider.note_divergence(
                 f"the token was recorded with other scheduling options "
                 f"({_describe_fingerprint(recorded)}) than this replay "

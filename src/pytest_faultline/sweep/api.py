@@ -22,7 +22,7 @@ from . import SWEEPS
 from ._probe import Fault, Probe
 from ._threads import thread_failures
 from .kinds import FaultKind, parse_kinds
-from .sites import Site
+from .sites import THREAD, Site
 
 if TYPE_CHECKING:
     from .._context import FaultContext
@@ -32,6 +32,10 @@ __all__ = ["Run", "Sweep", "SweepOptions", "install_fault_sweep", "sweep"]
 SWEEP_STREAM = "sweep"
 DEFAULT_MAX_PAIR_RUNS = 200
 PROGRESS_EVERY_S = 5.0
+NO_THREAD_SITES = (
+    "no thread site: preempt found no place where another thread or task could run (an async "
+    "test on pytest-asyncio's own loop is one thread: leave it unmarked, faultline runs it)"
+)
 
 
 def _number(value: object, *, whole: bool) -> bool:
@@ -255,8 +259,21 @@ class _Session:
         self.budget = budget
         self.result = Sweep(context.nodeid, options.kinds)
         self._last_progress = self.started
+        self._first_progress = PROGRESS_EVERY_S
+        self._progress_every = PROGRESS_EVERY_S
+        self._progress_written = False
+        if progress is None:
+            from .session import live_progress
+
+            live = live_progress()  # a long sweep shows its progress in pytest's terminal
+            if live is not None:
+                self.progress = live.write
+                self._first_progress = live.first_after
+                self._progress_every = live.every
         self._wrapped = False
         self.proxy_base = 0
+        self.scheduled = any(kind.scheduled for kind in options.kinds)
+        self.runner: Any = None  # runs the body under a scheduler, for a scheduled sweep
 
     # -- the steps -----------------------------------------------------------------------------
 
@@ -280,6 +297,9 @@ class _Session:
             )
             raise record.failure
         self.result.sites = list(record.sites)
+        if self.scheduled and not any(site.where == THREAD for site in record.sites):
+            # A note, not a warning: swept session-wide, most tests run one thread.
+            self.result.notes.append(NO_THREAD_SITES)
         singles = self._singles(record.sites)
         self.result.planned_singles = len(singles)
         survived: list[tuple[Fault, Site, Run]] = []
@@ -304,6 +324,10 @@ class _Session:
             why = "the budget" if self._past_deadline() else "max_runs"
             self.result.notes.append(f"stopped by {why}")
         self.result.elapsed = _raw.monotonic() - self.started
+        if self._progress_written and self.progress is not None:
+            from .report import progress_line
+
+            self.progress(progress_line(self.result, self.result.elapsed, self.budget) + " (done)")
         return self.result
 
     def _singles(self, sites: tuple[Site, ...]) -> list[tuple[Fault, Site]]:
@@ -398,8 +422,11 @@ class _Session:
         previous_proxy = relay.set_observer(probe.on_proxy_connection)
         try:
             with thread_failures() as died, self.context.use_decider(decider):
-                self.fn()
-            if died:  # the body passed, but a thread of it died of the fault
+                if self.runner is not None:
+                    failure = self.runner.run(probe, decider)
+                else:
+                    self.fn()
+            if died and failure is None:  # the body passed, but a thread of it died of the fault
                 failure = died[0]
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -432,6 +459,10 @@ class _Session:
         self.context.service(SOCKETS, socket_faults)  # socket operations are sites
         pool = self.context.peek(PROXIES)
         self.proxy_base = 0 if pool is None else len(pool.generated)
+        if self.scheduled:
+            from ._sched import ScheduledRuns
+
+            self.runner = ScheduledRuns(self.context, self.fn)
         for path in self.options.targets:
             self._wrap(path)
 
@@ -469,9 +500,13 @@ class _Session:
         if self.progress is None:
             return
         now = _raw.monotonic()
-        if now - self._last_progress < PROGRESS_EVERY_S:
+        if not self._progress_written:
+            if now - self.started < self._first_progress:
+                return
+        elif now - self._last_progress < self._progress_every:
             return
         self._last_progress = now
+        self._progress_written = True
         from .report import progress_line
 
         self.progress(progress_line(self.result, now - self.started, self.budget))

@@ -2,9 +2,11 @@
 
 A kind says which sites it applies to (``applies``) and what it does there: ``at_call`` at a
 fault point or a wrapped call (raise, or drop the connections and go on), ``at_socket`` at a
-socket operation (it makes the call itself, changed, or raises instead). New kinds (asyncio
-cancellation, thread preemption where the scheduler runs) are added to :data:`KINDS` the same
-way: a subclass of :class:`FaultKind` and its name.
+socket operation (it makes the call itself, changed, or raises instead), ``switch`` at a
+scheduling point of a thread (which thread runs next). A kind with ``scheduled = True`` makes
+the sweep run every run of the body under the thread scheduler, without preemptions of its own,
+so that the scheduling points a run reaches are sites too. New kinds (asyncio cancellation)
+are added to :data:`KINDS` the same way: a subclass of :class:`FaultKind` and its name.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _raw
 from .._context import EventKind
 from ..errors import FaultlineError, InjectedFault
-from .sites import CALL, POINT, PROXY, SOCKET, Site
+from .sites import CALL, POINT, PROXY, SOCKET, THREAD, Site
 
 if TYPE_CHECKING:
     from .._context import FaultContext
@@ -87,6 +89,8 @@ class FaultKind:
     event = EventKind.ACTION
     # After this fault, later reads on the connection: "stall" time out, "eof" return EOF.
     ends_stream: str | None = None
+    # True: the body runs under the thread scheduler, and ``switch`` acts at thread sites.
+    scheduled = False
 
     def applies(self, site: Site) -> bool:
         return False
@@ -100,6 +104,12 @@ class FaultKind:
     def at_proxy(self, site: Site, skip: int) -> ProxyCut:
         """The toxic that injects this kind at proxy site ``site``; ``skip`` is how many bytes
         of the chunk now crossing come before the site's offset."""
+        raise NotImplementedError
+
+    def switch(self, others: int, draw: Callable[[int], int]) -> tuple[int, bool]:
+        """At a thread site where ``others`` other threads could run: which one runs now (an
+        index among them, drawn with ``draw(n)`` from the run's seed), and whether the
+        preempted thread takes the baton back at the next scheduling point it can."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -268,6 +278,36 @@ class ReplyLostKind(FaultKind):
         return ProxyCut("reply_lost", "downstream", {"reset": 1, "times": 1})
 
 
+class PreemptKind(FaultKind):
+    """Force a thread switch at a scheduling point (a lock acquire, an event set, a fault point,
+    ...) where another thread could run: another thread (drawn from the seed) runs, and the
+    preempted one waits until the others block or end. The run is otherwise the scheduler's
+    run without preemptions, so this is one preemption at each place a thread can lose the CPU:
+    what inverts a lock order into a deadlock, or lets a check and its use be split."""
+
+    name = "preempt"
+    event = EventKind.PREEMPT
+    scheduled = True
+
+    def applies(self, site: Site) -> bool:
+        return site.where == THREAD
+
+    def switch(self, others: int, draw: Callable[[int], int]) -> tuple[int, bool]:
+        return draw(others), False
+
+
+class PreemptStepKind(PreemptKind):
+    """Like ``preempt``, but the other thread runs one step only (to its next scheduling point),
+    then the preempted thread goes on: a window of one operation of another thread, opened at
+    each place a thread can lose the CPU (what a reader holding a buffer meets when the writer
+    replaces it)."""
+
+    name = "preempt_step"
+
+    def switch(self, others: int, draw: Callable[[int], int]) -> tuple[int, bool]:
+        return draw(others), True
+
+
 KINDS: dict[str, Callable[[], FaultKind]] = {
     "raise": RaiseKind,
     "disconnect": DisconnectKind,
@@ -276,6 +316,8 @@ KINDS: dict[str, Callable[[], FaultKind]] = {
     "reset": ResetKind,
     "short_read": ShortReadKind,
     "reply_lost": ReplyLostKind,
+    "preempt": PreemptKind,
+    "preempt_step": PreemptStepKind,
 }
 """Every kind ``kinds=`` may name (an exception class also stands for a ``raise`` of it)."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .sites import PROXY, SOCKET, Site
+from .sites import PROXY, SOCKET, THREAD, Site
 
 if TYPE_CHECKING:
     from ._probe import Fault
@@ -63,6 +63,8 @@ def _group_label(site: Site) -> tuple[str, ...]:
         return (site.where, site.location, site.name.rsplit("#", 1)[0], site.op)
     if site.where == SOCKET:
         return (site.where, site.location, site.name.split("#")[0], site.op)
+    if site.where == THREAD:
+        return (site.where, site.op, site.name)  # per thread: "T1 (cm_watchdog) acquire ..."
     return (site.where, site.name)
 
 
@@ -92,6 +94,8 @@ def _rows(sweep: Sweep) -> list[tuple[str, str, tuple[str, ...]]]:
                 else f" after {_ranges([m.hit for m in members])} B"
             )
             label = f"{shown} {first.op}{offsets} (x{len(members)})"
+        elif first.where == THREAD:
+            label = f"{first.op} {first.name} #{_ranges([m.hit for m in members])}"
         else:
             hits = [m.hit for m in members]
             label = f"{first.where} {first.name} #{_ranges(hits)}"
@@ -139,6 +143,8 @@ def summary_line(sweep: Sweep) -> str:
     text += f"{len(failures)} failed" if failures else "no failure"
     if not sweep.complete:
         text += f" (incomplete: {'; '.join(sweep.notes) or 'stopped early'})"
+    elif sweep.notes:
+        text += f" ({'; '.join(sweep.notes)})"
     return text
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "POINT",
     "PROXY",
     "SOCKET",
+    "THREAD",
     "WHERE_CODES",
     "Site",
     "caller_location",
@@ -24,8 +25,9 @@ __all__ = [
 POINT = "point"
 CALL = "call"
 SOCKET = "socket"
+THREAD = "thread"  # a scheduling point of a managed thread where another thread could run
 PROXY = "proxy"
-WHERE_CODES = {POINT: 0, CALL: 1, SOCKET: 2, PROXY: 3}
+WHERE_CODES = {POINT: 0, CALL: 1, SOCKET: 2, THREAD: 3, PROXY: 4}
 WHERE_NAMES = {code: where for where, code in WHERE_CODES.items()}
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,23 +42,25 @@ class Site:
     """One place a fault can be injected.
 
     ``where`` is ``"point"`` (a fault point), ``"call"`` (a target named in ``targets=``),
-    ``"socket"`` (an operation on a TCP connection of the test) or ``"proxy"`` (a connection
-    through one of the test's embedded proxies).
+    ``"socket"`` (an operation on a TCP connection of the test), ``"proxy"`` (a connection
+    through one of the test's embedded proxies) or ``"thread"`` (a scheduling point of a managed
+    thread, when a sweep with a scheduling kind runs the body under the thread scheduler).
 
     ``name`` is the point's name, the target's path, or the connection's name in its run: for
     sockets ``connected#0``, ``accepted#1`` (the n-th connection made or accepted in the run,
     from 0); for proxies ``redis#2`` (the n-th connection the proxy accepted in the run, from 1,
-    as the proxy's events count them).
+    as the proxy's events count them); for threads the scheduling point's operation (``acquire
+    Odb._odb_lock (R1)``, ``set Endpoint._wake (E1)``, ``point cas.ctrl_units``).
 
     ``op`` is ``connect``, ``read``, ``write``, ``close`` or ``shutdown`` for sockets; ``accept``,
     ``up`` (a chunk from the client to the server) or ``down`` (from the server to the client)
-    for proxies; empty for points and calls.
+    for proxies; the thread that reached it for threads; empty for points and calls.
 
-    ``hit`` is the arrival number (from 1) for points and calls; for socket reads and writes and
-    proxy chunks the number of bytes that crossed the connection in that direction before it; 0
-    for a connect, a close or an accept; the number of earlier shutdowns for a shutdown.
-    ``location`` is ``file:line`` of the code that reached it in the recording run (for a proxy,
-    the upstream it forwards to)."""
+    ``hit`` is the arrival number (from 1) for points, calls and thread sites; for socket reads
+    and writes and proxy chunks the number of bytes that crossed the connection in that
+    direction before it; 0 for a connect, a close or an accept; the number of earlier shutdowns
+    for a shutdown. ``location`` is ``file:line`` of the code that reached it in the recording
+    run (for a proxy, the upstream it forwards to)."""
 
     where: str
     name: str
@@ -83,6 +87,8 @@ class Site:
             return f"{self.name} {self.op} after {self.hit} B"
         if self.where == PROXY:
             return f"proxy {self.name} {self.op}" + (f"@{self.hit}" if self.op != "accept" else "")
+        if self.where == THREAD:
+            return f"{self.op} {self.name} #{self.hit}"
         return f"{self.where} {self.name} #{self.hit}"
 
     def __str__(self) -> str:
