@@ -2,8 +2,9 @@
 
 A kind says which sites it applies to (``applies``) and what it does there: ``at_call`` at a
 fault point or a wrapped call (raise, or drop the connections and go on), ``at_socket`` at a
-socket operation (it makes the call itself, changed, or raises instead), ``switch`` at a
-scheduling point of a thread (which thread runs next). A kind with ``scheduled = True`` makes
+socket operation (it makes the call itself, changed, or raises instead), ``at_proxy`` at a
+proxied connection or chunk (the proxy toxic that does it, as a :class:`ProxyCut`), ``switch``
+at a scheduling point of a thread (which thread runs next). A kind with ``scheduled = True`` makes
 the sweep run every run of the body under the thread scheduler, without preemptions of its own,
 so that the scheduling points a run reaches are sites too. New kinds (asyncio cancellation)
 are added to :data:`KINDS` the same way: a subclass of :class:`FaultKind` and its name.
