@@ -3,8 +3,8 @@
 The probe is told of every fault point (through the points' observer, installed only while a
 sweep's run goes), every call to a target named in ``targets=``, every socket operation (the
 socket layer's observer) and every connection through an embedded proxy, with each chunk of
-its data (the proxy loop's observer, :mod:`._proxy`). It names each arrival as a :class:`~.sites.Site` and, in a fault run,
-fires the planned faults when their sites come.
+its data (the proxy loop's observer, :mod:`._proxy`). It names each arrival as a
+:class:`~.sites.Site` and, in a fault run, fires the planned faults when their sites come.
 """
 
 from __future__ import annotations
