@@ -1,18 +1,23 @@
 """Benchmark of the embedded fault proxy without toxics, against a direct loopback connection.
 
 Prints ``proxy throughput ratio: X`` (64 MiB bulk transfer, direct time / proxied time, best of
-each over alternating runs, and the median of the per-pair ratios; target >= 0.9), ``proxy added
-rtt: X us`` (median 1-byte ping-pong, proxy minus direct, best of alternating runs; target
-<= 20), the same for a plain threaded relay (the reference: what two threads per connection
-reach on the same machine at the same moment) and, when ``toxiproxy-server`` is on PATH, for a
-real Toxiproxy; and the result of 200 concurrent connections through one proxy (all bytes
-echoed back intact, one proxy thread). Run: ``PYTHONPATH=src python benchmarks/bench_proxy.py``.
+each over alternating runs, then the median and spread of the per-pair ratios; target >= 0.9),
+``proxy added rtt: X us`` (1-byte ping-pong, per run the median round trip; the median over the
+alternating runs of proxy minus direct, then the spread and the best; target <= 20), and the
+same for the reference relays, run in the same rounds so that all see the same moment of a
+shared machine: a plain threaded relay (two threads per connection), a minimal one-thread
+``epoll`` relay in Python (the floor of a Python relay: no toxics, no bookkeeping), ``socat``
+(a relay in C in its own process, the floor of any relay here) when it is on PATH, and a real
+Toxiproxy when ``toxiproxy-server`` is on PATH; then the result of 200 concurrent connections
+through one proxy (all bytes echoed back intact, one proxy thread) and the load average.
+Run: ``PYTHONPATH=src python benchmarks/bench_proxy.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import selectors
 import shutil
 import socket
@@ -31,7 +36,7 @@ BLOCK = 1 << 20
 PING_ROUNDS = 3000
 CONNECTIONS = 200
 PER_CONNECTION = 64 * 1024
-REPEATS = 7
+REPEATS = 11
 TIMEOUT_S = 60.0
 
 Address = tuple[str, int]
@@ -125,6 +130,112 @@ class ThreadedRelay:
             thread.join(TIMEOUT_S)
         for sock in self.sockets:
             sock.close()
+
+
+class EpollRelay:
+    """The floor of a Python relay: one thread, ``epoll``, ``recv_into`` a preallocated buffer
+    and ``send``, one connection at a time, no toxics and no bookkeeping (Linux only)."""
+
+    def __init__(self, upstream: Address) -> None:
+        self.upstream = upstream
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.listen: Address = self.listener.getsockname()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream, timeout=TIMEOUT_S)
+            with client, server, suppress(OSError):
+                self._relay(client, server)
+
+    @staticmethod
+    def _relay(client: socket.socket, server: socket.socket) -> None:
+        buf = bytearray(BLOCK)
+        view = memoryview(buf)
+        peers = {client.fileno(): (client, server), server.fileno(): (server, client)}
+        ended: set[int] = set()
+        with select.epoll() as poller:
+            for sock in (client, server):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setblocking(False)
+                poller.register(sock.fileno(), select.EPOLLIN)
+            while True:
+                for fd, _ in poller.poll(TIMEOUT_S):
+                    src, dst = peers[fd]
+                    try:
+                        n = src.recv_into(buf)
+                    except BlockingIOError:
+                        continue
+                    if not n:  # pass the half-close on; done when both sides ended
+                        dst.shutdown(socket.SHUT_WR)
+                        poller.unregister(fd)
+                        ended.add(fd)
+                        if len(ended) == 2:
+                            return
+                        continue
+                    try:
+                        sent = dst.send(view[:n])
+                    except BlockingIOError:
+                        sent = 0
+                    if sent < n:  # a full destination: wait for it right here
+                        dst.setblocking(True)
+                        dst.sendall(view[sent:n])
+                        dst.setblocking(False)
+
+    def close(self) -> None:
+        with suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self.thread.join(TIMEOUT_S)
+
+
+@contextmanager
+def socat_relay(upstream: Address) -> Iterator[Address | None]:
+    """``socat`` relaying to ``upstream`` (a process per connection, 1 MiB buffer, TCP_NODELAY
+    on both legs), or None when it is not on PATH (Debian: ``apt-get install socat``)."""
+    binary = shutil.which("socat")
+    if binary is None:
+        yield None
+        return
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            binary,
+            "-b",
+            str(BLOCK),
+            f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,nodelay",
+            f"TCP:{upstream[0]}:{upstream[1]},nodelay",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_listening(("127.0.0.1", port), "socat")
+        yield ("127.0.0.1", port)
+    finally:
+        process.terminate()
+        process.wait(10.0)
+
+
+def _wait_listening(address: Address, what: str) -> None:
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            socket.create_connection(address, timeout=1.0).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{what} did not start") from None
+            time.sleep(0.05)  # polling a starting process: no event to wait on
 
 
 def sink(conn: socket.socket) -> None:
@@ -250,55 +361,90 @@ def real_toxiproxy(upstream: Address) -> Iterator[Address | None]:
 
 
 def compare(name: str, direct: list[float], other: list[float]) -> str:
-    """``direct / other`` best of each, and the median of the per-pair ratios."""
-    pairs = statistics.median(d / o for d, o in zip(direct, other, strict=True))
-    return f"{name}: {min(direct) / min(other):.2f} (median of pairs {pairs:.2f})"
+    """``direct / other``: best of each, then the median and spread of the per-pair ratios."""
+    pairs = [d / o for d, o in zip(direct, other, strict=True)]
+    return (
+        f"{name}: {min(direct) / min(other):.2f} (median of pairs {statistics.median(pairs):.2f}, "
+        f"spread {min(pairs):.2f}-{max(pairs):.2f})"
+    )
+
+
+def added(name: str, direct: list[float], other: list[float]) -> str:
+    """The median over alternating runs of ``other - direct`` (each a run's median round trip),
+    its spread, and best minus best."""
+    pairs = [(o - d) * 1e6 for d, o in zip(direct, other, strict=True)]
+    return (
+        f"{name}: {statistics.median(pairs):.1f} us (spread {min(pairs):.1f}-{max(pairs):.1f}, "
+        f"best {(min(other) - min(direct)) * 1e6:.1f})"
+    )
+
+
+def load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+@contextmanager
+def references(upstream: Address) -> Iterator[dict[str, Address]]:
+    """The reference relays in front of ``upstream``, by name (those that can run here)."""
+    with (
+        real_toxiproxy(upstream) as toxiproxy,
+        socat_relay(upstream) as socat,
+        contextlib.ExitStack() as stack,
+    ):
+        found: dict[str, Address] = {}
+        threaded = ThreadedRelay(upstream)
+        stack.callback(threaded.close)
+        found["threaded relay"] = threaded.listen
+        if hasattr(select, "epoll"):
+            minimal = EpollRelay(upstream)
+            stack.callback(minimal.close)
+            found["minimal python epoll relay"] = minimal.listen
+        if socat is not None:
+            found["socat (C)"] = socat
+        if toxiproxy is not None:
+            found["real toxiproxy"] = toxiproxy
+        yield found
 
 
 def main() -> None:
+    print(f"load average (1, 5, 15 min) at start: {load()}")
     mib = BULK_BYTES / (1 << 20)
     with (
         serve(sink) as sink_address,
         EmbeddedProxy(sink_address, name="bench") as proxy,
-        real_toxiproxy(sink_address) as toxiproxy,
+        references(sink_address) as refs,
     ):
-        # Alternate, so that a slow moment of the shared machine does not land on one side only.
-        runs: dict[str, list[float]] = {"direct": [], "proxy": [], "relay": [], "toxiproxy": []}
-        relay = ThreadedRelay(sink_address)
-        try:
-            for _ in range(REPEATS):
-                runs["direct"].append(bulk(sink_address))
-                runs["proxy"].append(bulk(proxy.listen))
-                runs["relay"].append(bulk(relay.listen))
-                if toxiproxy is not None:
-                    runs["toxiproxy"].append(bulk(toxiproxy))
-        finally:
-            relay.close()
-    print(f"direct loopback: {mib / min(runs['direct']):8.0f} MiB/s")
-    print(f"through proxy:   {mib / min(runs['proxy']):8.0f} MiB/s")
-    print(f"plain threaded relay (reference): {mib / min(runs['relay']):8.0f} MiB/s")
-    print(compare("reference threaded relay ratio", runs["direct"], runs["relay"]))
-    if runs["toxiproxy"]:
-        print(compare("real toxiproxy ratio", runs["direct"], runs["toxiproxy"]))
+        targets = {"direct": sink_address, "proxy": proxy.listen, **refs}
+        # Alternate, so that a slow moment of the shared machine does not land on one side.
+        runs: dict[str, list[float]] = {name: [] for name in targets}
+        for _ in range(REPEATS):
+            for name, address in targets.items():
+                runs[name].append(bulk(address))
+    for name, times in runs.items():
+        print(
+            f"{name + ':':32s} {mib / min(times):6.0f} MiB/s best, "
+            f"{mib / statistics.median(times):6.0f} median"
+        )
+    for name in refs:
+        print(compare(f"reference {name} ratio", runs["direct"], runs[name]))
     print(compare("proxy throughput ratio", runs["direct"], runs["proxy"]))
 
     with serve(echo) as echo_address, EmbeddedProxy(echo_address, name="bench") as proxy:
-        rtt: dict[str, float] = {"direct": float("inf"), "proxy": float("inf")}
-        relay = ThreadedRelay(echo_address)
-        rtt["relay"] = float("inf")
-        try:
+        with references(echo_address) as refs:
+            targets = {"direct": echo_address, "proxy": proxy.listen, **refs}
+            rtts: dict[str, list[float]] = {name: [] for name in targets}
             for _ in range(REPEATS):
-                rtt["direct"] = min(rtt["direct"], ping(echo_address))
-                rtt["proxy"] = min(rtt["proxy"], ping(proxy.listen))
-                rtt["relay"] = min(rtt["relay"], ping(relay.listen))
-        finally:
-            relay.close()
+                for name, address in targets.items():
+                    rtts[name].append(ping(address))
         print(
-            f"direct rtt: {rtt['direct'] * 1e6:.1f} us, through proxy: "
-            f"{rtt['proxy'] * 1e6:.1f} us, through the threaded relay: {rtt['relay'] * 1e6:.1f} us"
+            "median round trip: "
+            + ", ".join(
+                f"{name} {statistics.median(times) * 1e6:.1f} us" for name, times in rtts.items()
+            )
         )
-        print(f"reference threaded relay added rtt: {(rtt['relay'] - rtt['direct']) * 1e6:.1f} us")
-        print(f"proxy added rtt: {(rtt['proxy'] - rtt['direct']) * 1e6:.1f} us")
+        for name in refs:
+            print(added(f"reference {name} added rtt", rtts["direct"], rtts[name]))
+        print(added("proxy added rtt", rtts["direct"], rtts["proxy"]))
         start = time.perf_counter()
         intact, threads = concurrent(proxy)
         elapsed = time.perf_counter() - start
@@ -307,6 +453,7 @@ def main() -> None:
         f"({CONNECTIONS * PER_CONNECTION >> 10} KiB each way in {elapsed:.2f} s), "
         f"proxy threads: {threads}"
     )
+    print(f"load average (1, 5, 15 min) at end: {load()}")
     if intact != CONNECTIONS:
         raise SystemExit("some connections lost or changed bytes")
 

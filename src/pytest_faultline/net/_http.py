@@ -10,6 +10,9 @@ deadlines, and the number of connections are in :class:`Limits`. Errors the HTTP
 answers itself (400, 408, 413, 417, 431, 501, 505) carry Toxiproxy's JSON error body
 ``{"error": "...", "status": N}``.
 
+The messages (limits, requests, responses, a connection's parse state) and the parsing of a
+request's head and body are in :mod:`._http_message`.
+
 Everything here uses the real primitives from :mod:`.._raw` and exempt sockets, so a test's
 thread scheduler, clock or socket faults never reach the server.
 """
@@ -18,119 +21,41 @@ from __future__ import annotations
 
 import _thread
 import errno
-import json
-import re
 import selectors
 import socket
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 
 from .. import _raw
 from ..errors import FaultlineError
+from ._http_message import (
+    BODY,
+    BUSY,
+    LINGERING,
+    WAITING,
+    WRITING,
+    Handler,
+    HTTPConn,
+    Limits,
+    Refused,
+    Request,
+    Response,
+    error_response,
+    json_response,
+    parse_head,
+    read_body,
+)
 from .sockets import exempt
 
-__all__ = ["HTTPServer", "Limits", "Request", "Response", "json_response"]
+__all__ = ["HTTPServer", "Limits", "Request", "Response", "error_response", "json_response"]
 
 READ_CHUNK = 65536
 LINGER_S = 2.0  # after an error answer, how long unread input is drained before the close
 LOOP_TICK_S = 0.5  # the loop wakes at least this often to expire deadlines
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_VERSION = re.compile(r"HTTP/(\d)\.(\d)")
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The server's bounds. The timeouts are Toxiproxy's (Go ``http.Server``: ReadTimeout
-    15 s, WriteTimeout 30 s, IdleTimeout 60 s)."""
-
-    max_header_bytes: int = 64 * 1024  # request line and headers
-    max_body_bytes: int = 1024 * 1024  # a /populate of thousands of proxies fits
-    read_timeout_s: float = 15.0  # a request must arrive whole within this of its first byte
-    idle_timeout_s: float = 60.0  # a keep-alive connection may wait this long between requests
-    write_timeout_s: float = 30.0  # an answer must be taken by the client within this
-    workers: int = 8  # handler threads, started as needed
-    max_connections: int = 512  # open connections; then the oldest idle or slow one goes
-    backlog: int = 1024  # the kernel caps it at net.core.somaxconn
-
-
-@dataclass
-class Request:
-    """One whole request. Header names are lower case; repeated headers are joined by
-    ``", "``."""
-
-    method: str
-    target: str
-    version: tuple[int, int]
-    headers: dict[str, str]
-    body: bytes
-    client: str
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-def json_response(status: int, answer: Any) -> Response:
-    """A response with ``answer`` as its JSON body (none for ``None``)."""
-    if answer is None:
-        return Response(status)
-    body = json.dumps(answer).encode() + b"\n"
-    return Response(status, body, [("Content-Type", "application/json")])
-
-
-def error_response(status: int, message: str) -> Response:
-    """Toxiproxy's error shape: ``{"error": message, "status": status}``."""
-    return json_response(status, {"error": message, "status": status})
-
-
-Handler = Callable[[Request], Response]
-
-
-class _Refused(Exception):
-    """The request cannot be served: answer ``response`` and close the connection."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.response = error_response(status, message)
-
-
-# Connection states.
-_WAITING = "waiting"  # between requests (idle deadline), or reading one (read deadline)
-_BODY = "body"  # headers parsed, reading the body (read deadline)
-_BUSY = "busy"  # a handler thread has the request
-_WRITING = "writing"  # an answer is being sent (write deadline)
-_LINGER = "linger"  # answered an error: draining input before the close
-
-
-class _Conn:
-    def __init__(self, sock: socket.socket, client: str, now: float, idle_s: float) -> None:
-        self.sock = sock
-        self.client = client
-        self.state = _WAITING
-        self.inbuf = bytearray()
-        self.outbuf = bytearray()
-        self.mask = 0
-        self.deadline = now + idle_s
-        self.started = False  # bytes of a request have arrived (read deadline, not idle)
-        self.close_after = False
-        # The request being read.
-        self.method = ""
-        self.target = ""
-        self.version = (1, 1)
-        self.headers: dict[str, str] = {}
-        self.length = 0  # body bytes still to read (Content-Length), or -1 for chunked
-        self.body = bytearray()
-        self.chunk_left = -1  # chunked: bytes left in the current chunk; -1 = at a size line
 
 
 class HTTPServer:
@@ -169,9 +94,9 @@ class HTTPServer:
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._accepting = False
         self._resume_at = 0.0
-        self._conns: dict[int, _Conn] = {}
-        self._done: deque[tuple[_Conn, Response, bool]] = deque()  # answers from handlers
-        self._jobs: deque[tuple[_Conn, Request] | None] = deque()
+        self._conns: dict[int, HTTPConn] = {}
+        self._done: deque[tuple[HTTPConn, Response, bool]] = deque()  # answers from handlers
+        self._jobs: deque[tuple[HTTPConn, Request] | None] = deque()
         self._jobs_lock = _raw.allocate_lock()
         self._idle_workers: list[_thread.LockType] = []
         self._workers_finished: list[_raw.RawEvent] = []
@@ -263,7 +188,7 @@ class HTTPServer:
             _raw.forget_dummy_thread()  # a raw thread: leave threading.enumerate() (3.11, 3.12)
             self._loop_finished.set()
 
-    def _serve(self, conn: _Conn, mask: int) -> None:
+    def _serve(self, conn: HTTPConn, mask: int) -> None:
         try:
             if mask & selectors.EVENT_WRITE and conn.sock.fileno() >= 0:
                 self._write(conn)
@@ -311,24 +236,24 @@ class HTTPServer:
             sock.setblocking(False)
             with suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = _Conn(sock, _peer(peer), _raw.monotonic(), limits.idle_timeout_s)
+            conn = HTTPConn(sock, _peer(peer), _raw.monotonic(), limits.idle_timeout_s)
             self._conns[sock.fileno()] = conn
             self._watch(conn, selectors.EVENT_READ)
 
-    def _victim(self) -> _Conn | None:
+    def _victim(self) -> HTTPConn | None:
         """At the connection limit, who makes room for a newcomer: the keep-alive connection
         idle the longest, or else the request that has been arriving the longest (a slow
         sender must not keep everyone else in the backlog until its read deadline)."""
         idle, arriving = [], []
         for conn in self._conns.values():
-            if conn.state == _WAITING and not conn.started:
+            if conn.state == WAITING and not conn.started:
                 idle.append(conn)
-            elif conn.state in (_WAITING, _BODY):
+            elif conn.state in (WAITING, BODY):
                 arriving.append(conn)
         victims = idle or arriving
         return min(victims, key=lambda c: c.deadline) if victims else None
 
-    def _watch(self, conn: _Conn, mask: int) -> None:
+    def _watch(self, conn: HTTPConn, mask: int) -> None:
         if mask == conn.mask:
             return
         if not conn.mask:
@@ -339,7 +264,7 @@ class HTTPServer:
             self._sel.modify(conn.sock, mask, conn)
         conn.mask = mask
 
-    def _close(self, conn: _Conn) -> None:
+    def _close(self, conn: HTTPConn) -> None:
         if self._conns.pop(conn.sock.fileno(), None) is None:
             return
         if conn.mask:
@@ -351,7 +276,7 @@ class HTTPServer:
         if not self._accepting and len(self._conns) < self.limits.max_connections:
             self._set_accepting(True)
 
-    def _read(self, conn: _Conn) -> None:
+    def _read(self, conn: HTTPConn) -> None:
         try:
             data = conn.sock.recv(READ_CHUNK)
         except (BlockingIOError, InterruptedError):
@@ -359,19 +284,19 @@ class HTTPServer:
         except OSError:  # reset by the client: nothing to answer, nobody to tell
             data = b""
         if not data:
-            if conn.state in (_WAITING, _BODY) and (conn.started or conn.inbuf):
+            if conn.state in (WAITING, BODY) and (conn.started or conn.inbuf):
                 self._note(f"{conn.client} disconnected in the middle of a request")
             self._close(conn)
             return
-        if conn.state == _LINGER:
+        if conn.state == LINGERING:
             return  # input after an error answer is read away
         conn.inbuf += data
         self._advance(conn)
 
-    def _advance(self, conn: _Conn) -> None:
+    def _advance(self, conn: HTTPConn) -> None:
         """Parse what has arrived; hand a whole request to a handler thread."""
         try:
-            if conn.state == _WAITING:
+            if conn.state == WAITING:
                 if not conn.started:
                     stripped = conn.inbuf.lstrip(b"\r\n")  # empty lines before a request
                     if len(stripped) != len(conn.inbuf):
@@ -380,138 +305,20 @@ class HTTPServer:
                         return
                     conn.started = True
                     conn.deadline = _raw.monotonic() + self.limits.read_timeout_s
-                if not self._parse_head(conn):
+                if not parse_head(conn, self.limits):
                     return
-            if conn.state == _BODY and self._read_body(conn):
+                if conn.wants_continue and not conn.inbuf:
+                    self._send(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
+            if conn.state == BODY and read_body(conn, self.limits):
                 self._dispatch(conn)
-        except _Refused as refused:
+        except Refused as refused:
             self._answer(conn, refused.response, close=True)
 
-    def _parse_head(self, conn: _Conn) -> bool:
-        limit = self.limits.max_header_bytes
-        end = _HEAD_END.search(conn.inbuf, 0, limit + 4)
-        if end is None:
-            if len(conn.inbuf) > limit:
-                raise _Refused(431, f"request headers larger than {limit} bytes")
-            return False
-        head = bytes(conn.inbuf[: end.start()])
-        del conn.inbuf[: end.end()]
-        lines = head.decode("latin-1").replace("\r\n", "\n").split("\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not _TOKEN.fullmatch(parts[0]) or not parts[1]:
-            raise _Refused(400, f"bad request line: {lines[0][:100]!r}")
-        method, target, version_text = parts
-        version = _VERSION.fullmatch(version_text)
-        if version is None:
-            raise _Refused(400, f"bad request line: {lines[0][:100]!r}")
-        if version.group(1) != "1":
-            raise _Refused(505, f"HTTP version not supported: {version_text}; use HTTP/1.1")
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not _TOKEN.fullmatch(name):  # also obs-fold and space before ':'
-                raise _Refused(400, f"bad request header line: {line[:100]!r}")
-            key = name.lower()
-            value = value.strip(" \t")
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        conn.method, conn.target, conn.headers = method, target, headers
-        conn.version = (1, int(version.group(2)))
-        conn.body = bytearray()
-        conn.chunk_left = -1
-        conn.length = self._body_length(headers)
-        connection = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-        keep = "keep-alive" in connection if conn.version == (1, 0) else "close" not in connection
-        conn.close_after = not keep
-        expect = headers.get("expect")
-        if expect is not None:
-            if expect.lower() != "100-continue":
-                raise _Refused(417, f"Expect: {expect[:100]!r} is not supported")
-            if conn.version >= (1, 1) and conn.length and not conn.inbuf:
-                self._send(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
-        conn.state = _BODY
-        return True
-
-    def _body_length(self, headers: dict[str, str]) -> int:
-        limit = self.limits.max_body_bytes
-        coding = headers.get("transfer-encoding")
-        if coding is not None:
-            if "content-length" in headers:
-                raise _Refused(400, "bad request: both Transfer-Encoding and Content-Length")
-            if coding.strip().lower() != "chunked":
-                raise _Refused(501, f"Transfer-Encoding {coding[:100]!r} is not supported")
-            return -1
-        text = headers.get("content-length")
-        if text is None:
-            return 0
-        values = {v.strip() for v in text.split(",")}
-        value = next(iter(values))
-        if len(values) != 1 or not (value.isascii() and value.isdigit()):
-            raise _Refused(
-                400, f"bad Content-Length {text[:40]!r}: it must be a whole number of bytes >= 0"
-            )
-        length = int(value) if len(value) <= 18 else limit + 1  # never parse a huge number
-        if length > limit:
-            raise _Refused(413, f"request body of {value[:40]} bytes is over the limit of {limit}")
-        return length
-
-    def _read_body(self, conn: _Conn) -> bool:
-        """Move body bytes from the input buffer; True once the body is whole."""
-        if conn.length >= 0:
-            take = min(conn.length, len(conn.inbuf))
-            conn.body += conn.inbuf[:take]
-            del conn.inbuf[:take]
-            conn.length -= take
-            return conn.length == 0
-        limit = self.limits.max_body_bytes
-        while True:
-            if conn.chunk_left > 0:
-                take = min(conn.chunk_left, len(conn.inbuf))
-                conn.body += conn.inbuf[:take]
-                del conn.inbuf[:take]
-                conn.chunk_left -= take
-                if conn.chunk_left:
-                    return False
-                conn.chunk_left = -2  # the CRLF after the chunk's data
-            if conn.chunk_left == -2:
-                if conn.inbuf[:2] == b"\r\n":
-                    del conn.inbuf[:2]
-                elif conn.inbuf[:1] == b"\n":
-                    del conn.inbuf[:1]
-                elif bytes(conn.inbuf) in (b"", b"\r"):
-                    return False
-                else:
-                    raise _Refused(400, "bad chunked body: a chunk's data is longer than its size")
-                conn.chunk_left = -1
-            if conn.chunk_left == -3:  # trailers, up to an empty line
-                end = conn.inbuf.find(b"\n")
-                if end < 0:
-                    if len(conn.inbuf) > self.limits.max_header_bytes:
-                        raise _Refused(431, "chunked body trailers too large")
-                    return False
-                line = conn.inbuf[:end].rstrip(b"\r")
-                del conn.inbuf[: end + 1]
-                if not line:
-                    return True
-                continue
-            end = conn.inbuf.find(b"\n")
-            if end < 0:
-                if len(conn.inbuf) > 1024:
-                    raise _Refused(400, "bad chunked body: a chunk size line is too long")
-                return False
-            size_text = conn.inbuf[:end].rstrip(b"\r").split(b";", 1)[0].strip()
-            del conn.inbuf[: end + 1]
-            size = int(size_text, 16) if _CHUNK_SIZE.fullmatch(size_text) else -1
-            if size < 0:
-                raise _Refused(400, f"bad chunked body: chunk size {bytes(size_text)[:20]!r}")
-            if len(conn.body) + size > limit:
-                raise _Refused(413, f"request body over the limit of {limit} bytes")
-            conn.chunk_left = size if size else -3
-
-    def _dispatch(self, conn: _Conn) -> None:
+    def _dispatch(self, conn: HTTPConn) -> None:
         request = Request(
             conn.method, conn.target, conn.version, conn.headers, bytes(conn.body), conn.client
         )
-        conn.state = _BUSY
+        conn.state = BUSY
         conn.deadline = float("inf")  # handlers are bounded by the proxies' own call bounds
         conn.body = bytearray()
         self._watch(conn, 0)  # pipelined requests wait in the kernel until this one is answered
@@ -534,7 +341,7 @@ class HTTPServer:
                 self._answer(conn, response, close=conn.close_after, head_only=head_only)
 
     def _answer(
-        self, conn: _Conn, response: Response, *, close: bool, head_only: bool = False
+        self, conn: HTTPConn, response: Response, *, close: bool, head_only: bool = False
     ) -> None:
         status = response.status
         lines = [f"HTTP/1.1 {status} {_phrase(status)}", f"Date: {formatdate(usegmt=True)}"]
@@ -549,15 +356,15 @@ class HTTPServer:
         conn.close_after = close
         if self.log is not None and conn.method:
             self.log(f'{conn.client} "{conn.method} {conn.target[:200]}" {status}')
-        conn.state = _WRITING
+        conn.state = WRITING
         conn.deadline = _raw.monotonic() + self.limits.write_timeout_s
         self._send(conn, payload)
 
-    def _send(self, conn: _Conn, payload: bytes) -> None:
+    def _send(self, conn: HTTPConn, payload: bytes) -> None:
         conn.outbuf += payload
         self._write(conn)
 
-    def _write(self, conn: _Conn) -> None:
+    def _write(self, conn: HTTPConn) -> None:
         if conn.outbuf:
             try:
                 sent = conn.sock.send(conn.outbuf)
@@ -567,21 +374,21 @@ class HTTPServer:
                 self._close(conn)
                 return
             del conn.outbuf[:sent]
-        reading = selectors.EVENT_READ if conn.state in (_WAITING, _BODY, _LINGER) else 0
+        reading = selectors.EVENT_READ if conn.state in (WAITING, BODY, LINGERING) else 0
         if conn.outbuf:
             self._watch(conn, selectors.EVENT_WRITE | reading)
             return
-        if conn.state != _WRITING:
+        if conn.state != WRITING:
             self._watch(conn, reading)
             return
         if conn.close_after:
             with suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_WR)
-            conn.state = _LINGER
+            conn.state = LINGERING
             conn.deadline = _raw.monotonic() + LINGER_S
             self._watch(conn, selectors.EVENT_READ)
             return
-        conn.state, conn.started, conn.method = _WAITING, False, ""
+        conn.state, conn.started, conn.method = WAITING, False, ""
         conn.deadline = _raw.monotonic() + self.limits.idle_timeout_s
         self._watch(conn, selectors.EVENT_READ)
         if conn.inbuf:
@@ -591,14 +398,14 @@ class HTTPServer:
         if not self._accepting and now >= self._resume_at:
             self._set_accepting(True)  # someone may make room now, or descriptors are free
         for conn in [c for c in self._conns.values() if c.deadline <= now]:
-            if conn.state in (_WAITING, _BODY) and conn.started:
+            if conn.state in (WAITING, BODY) and conn.started:
                 self._note(f"{conn.client} did not send a whole request in time")
                 limit = self.limits.read_timeout_s
                 timeout = error_response(
                     408, f"request timeout: the request did not arrive whole within {limit:g} s"
                 )
                 self._answer(conn, timeout, close=True)
-            elif conn.state != _BUSY:
+            elif conn.state != BUSY:
                 self._close(conn)  # idle too long, or the client does not read its answer
 
     # -- handler threads --------------------------------------------------------------------
@@ -621,7 +428,7 @@ class HTTPServer:
             _raw.forget_dummy_thread()
             finished.set()
 
-    def _next_job(self) -> tuple[_Conn, Request] | None:
+    def _next_job(self) -> tuple[HTTPConn, Request] | None:
         while True:
             with self._jobs_lock:
                 if self._jobs:

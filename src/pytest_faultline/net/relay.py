@@ -1,20 +1,18 @@
-"""The event loop under the embedded proxy: connections, the fast path, the toxic pipeline.
+"""The event loop under the embedded proxy: its thread, its commands, its connections.
 
 :class:`ProxyLoop` runs one ``selectors`` loop on its own thread over the listening socket and
 every connection. Calls from other threads are handed to that thread and waited for, so the loop
-owns all connection state and needs no locks. A direction with no toxics takes a fast path
-(``recv_into`` then ``send``; ``splice()`` once it carries bulk data, which copies nothing); a
-direction with toxics runs through the stages of :mod:`.toxics` into an output queue of items
-with due times. :class:`~.proxy.EmbeddedProxy` (the public API) holds one :class:`ProxyLoop` and
-calls its methods; the connections themselves are in :mod:`._conns`.
+owns all connection state and needs no locks. The loop accepts and drops connections, attaches
+toxics to them and runs their timers; moving the bytes (the no-toxic fast path and the toxic
+pipeline) is :class:`~._pump.FlowPump`'s, and the connections themselves are in :mod:`._conns`.
+:class:`~.proxy.EmbeddedProxy` (the public API) holds one :class:`ProxyLoop` and calls its
+methods.
 """
 
 from __future__ import annotations
 
 import _thread
 import errno
-import os
-import selectors
 import socket
 import struct
 from collections.abc import Callable
@@ -23,7 +21,9 @@ from typing import Any
 
 from .. import _raw
 from .._context import EventKind
-from ._conns import FAST_BUFFER, Conn, Flow, close_quietly, drain, make_pipe
+from ._conns import Conn, Flow, close_quietly, drain
+from ._poll import READ, WRITE, Poller
+from ._pump import FlowPump
 from .protocol import (
     Chooser,
     ProxyConflict,
@@ -33,16 +33,11 @@ from .protocol import (
     format_address,
 )
 from .sockets import exempt
-from .toxics import CLOSE, DATA, EOF, RESET, Item, Refuse, Stage, ToxicState, make_stage
+from .toxics import RESET, Refuse, Stage, ToxicState, make_stage
 
 __all__ = ["ConnectionObserver", "ProxyLoop", "Recorder", "describe_attributes", "set_observer"]
 
 
-TOXIC_CHUNK = 32 * 1024  # bytes per read when toxics apply (Toxiproxy reads 32 KiB too)
-SPLICE_AFTER = 256 * 1024  # a direction that carried this much moves to splice (no copies)
-SPLICE_ROUNDS = 8
-SPLICE = hasattr(os, "splice") and hasattr(os, "pipe2")
-SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 CALL_BOUND_S = _raw.CALL_BOUND_S
 JOIN_BOUND_S = _raw.CALL_BOUND_S  # the proxy thread ends within one call bound
 IDLE_SELECT_S = 1.0
@@ -50,8 +45,6 @@ IDLE_SELECT_S = 1.0
 # closed: data the client sent meanwhile is then not answered with a reset, so the client sees
 # the same clean end of stream on every run, whenever its bytes arrive.
 LINGER_S = 1.0
-READ = selectors.EVENT_READ
-WRITE = selectors.EVENT_WRITE
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 Recorder = Callable[[EventKind, str, str], object]
 # ``observer(loop, conn, now)``: told of each new connection of every embedded proxy (on the
@@ -94,9 +87,10 @@ class ProxyLoop:
         self._lingering: list[tuple[float, socket.socket]] = []
         self._count = 0
         self._listener: socket.socket | None = None
-        self._buf = bytearray(FAST_BUFFER)
-        self._view = memoryview(self._buf)
-        self._sel = selectors.DefaultSelector()
+        self._sel = Poller()
+        self._pump = FlowPump(
+            self._sel, self._timed, drop=self._drop, report=self._report, now=_raw.monotonic
+        )
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -201,8 +195,8 @@ class ProxyLoop:
             now = _raw.monotonic()
             for conn in list(self._conns.values()):
                 flow = conn.flow(state.stream)
-                self._touch(flow)
-                self._flush(flow, now)
+                self._pump.touch(flow)
+                self._pump.flush(flow, now)
 
         self.call(apply)
 
@@ -291,10 +285,10 @@ class ProxyLoop:
                 if s is state:
                     del flow.stages[index]
                     if stage is not None:
-                        self._feed(flow, index, stage.removed(now))
+                        self._pump.feed(flow, index, stage.removed(now))
                     break
-            self._touch(flow)
-            self._flush(flow, now)
+            self._pump.touch(flow)
+            self._pump.flush(flow, now)
 
     def _disable(self) -> None:
         if self._listener is None:
@@ -322,15 +316,20 @@ class ProxyLoop:
         try:
             # The hot loop: as little Python per wake-up as possible (every microsecond here is
             # added to each round trip through the proxy).
-            select = self._sel.select
+            poll = self._sel.poll
+            entries = self._sel.entries
+            events = self._sel.events
             on_event = self._on_event
             while not self._stopping:
                 if self._commands:  # appended under the lock, then a wake-up: no lost command
                     self._run_commands()
-                for key, mask in select(self._select_timeout() if self._timed else IDLE_SELECT_S):
-                    data = key.data
-                    if data.__class__ is Conn:
-                        on_event(data, key.fileobj, mask)  # type: ignore[arg-type]
+                for fd, raw in poll(self._select_timeout() if self._timed else IDLE_SELECT_S):
+                    entry = entries.get(fd)
+                    if entry is None:  # unregistered by an earlier event of this batch
+                        continue
+                    data, sock, registered = entry
+                    if type(data) is Conn:
+                        on_event(data, sock, raw if raw == READ else events(raw, registered))
                     elif data is None:
                         with suppress(OSError):
                             self._wake_r.recv(4096)
@@ -379,8 +378,8 @@ class ProxyLoop:
                 continue
             for index, (_, stage) in enumerate(list(flow.stages)):
                 if stage is not None and (due := stage.deadline()) is not None and due <= now:
-                    self._feed(flow, index + 1, stage.fire(now))
-            self._flush(flow, now)
+                    self._pump.feed(flow, index + 1, stage.fire(now))
+            self._pump.flush(flow, now)
 
     def _on_event(self, conn: Conn, sock: socket.socket, mask: int) -> None:
         if conn.closed:
@@ -388,23 +387,23 @@ class ProxyLoop:
         try:
             if mask == READ and not conn.connecting:
                 # Most events: data to relay. The fast path leaves every mask as it was.
-                if self._read(conn.up if sock is conn.client else conn.down):
+                if self._pump.read(conn.up if sock is conn.client else conn.down):
                     return
             elif sock is conn.server and conn.connecting:
                 self._connected(conn)
             else:
                 if mask & WRITE:
                     flow = conn.up if sock is conn.server else conn.down
-                    self._flush(flow, _raw.monotonic())
+                    self._pump.flush(flow, _raw.monotonic())
                 if mask & READ and not conn.closed:
-                    self._read(conn.up if sock is conn.client else conn.down)
+                    self._pump.read(conn.up if sock is conn.client else conn.down)
         except OSError as exc:
             # A peer reset (or a socket error): pass it on as a reset to the other peer.
             self._drop(conn, reset=True, why=f"connection error: {exc}")
         except Exception as exc:  # a bug costs one connection, not the proxy
             self._drop(conn, reset=True, why=f"internal error (please report it): {exc!r}")
         if not conn.closed:
-            self._update(conn)
+            self._pump.update(conn)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -466,7 +465,7 @@ class ProxyLoop:
         if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
             self._refused(conn, code)
             return
-        self._update(conn)
+        self._pump.update(conn)
 
     def _refuse(self, conn: Conn, state: ToxicState, stage: Refuse) -> None:
         cut = stage.connect()
@@ -509,9 +508,9 @@ class ProxyLoop:
         )
         flow = conn.flow(state.stream)
         if stage is not None:
-            self._unpipe(flow)
+            self._pump.unpipe(flow)
         flow.stages.append((state, stage))
-        self._touch(flow)
+        self._pump.touch(flow)
         return stage
 
     def _drop_all(self, *, reset: bool, why: str | None) -> None:
@@ -556,215 +555,12 @@ class ProxyLoop:
                 drain(sock)
             close_quietly(sock)
 
-    # -- data -------------------------------------------------------------------------------
-
-    def _read(self, flow: Flow) -> bool:
-        """Read what ``flow``'s source has; True if no socket's interest changed."""
-        if not flow.can_read():
-            return False
-        if not flow.queue and not flow.toxic:
-            return self._relay(flow)
-        try:
-            chunk = flow.src.recv(TOXIC_CHUNK)
-        except (BlockingIOError, InterruptedError):
-            return False
-        now = _raw.monotonic()
-        if not chunk:
-            flow.eof_in = True
-            self._feed(flow, 0, [Item(now, EOF)])
-        else:
-            self._feed(flow, 0, [Item(now, DATA, chunk)])
-        self._flush(flow, now)
-        return False
-
-    def _relay(self, flow: Flow) -> bool:
-        """The fast path: no toxic, nothing queued. Straight from one socket to the other; a
-        direction that carries bulk data moves to splice(), which copies nothing. True if no
-        socket's interest changed (the caller then skips the selector update)."""
-        if flow.pipe is None and SPLICE and flow.relayed >= SPLICE_AFTER:
-            flow.pipe = make_pipe()
-            if flow.pipe is None:
-                flow.relayed = -(1 << 62)  # no pipe to be had: stay on recv_into
-        if flow.pipe is not None:
-            # Several rounds per wake-up: fewer select() calls while a bulk transfer lasts.
-            src, pipe_in = flow.src.fileno(), flow.pipe[1]
-            for _ in range(SPLICE_ROUNDS):
-                try:
-                    n = os.splice(src, pipe_in, FAST_BUFFER, flags=SPLICE_FLAGS)
-                except (BlockingIOError, InterruptedError):
-                    return True
-                if n == 0:
-                    flow.eof_in = True
-                    self._end(flow)
-                    return False
-                flow.piped = n
-                self._pump(flow)
-                if flow.blocked:
-                    return False
-            return True
-        try:
-            n = flow.src.recv_into(self._buf)
-        except (BlockingIOError, InterruptedError):
-            return True
-        if n == 0:
-            flow.eof_in = True
-            self._end(flow)
-            return False
-        flow.relayed += n
-        try:
-            sent = flow.dst.send(self._view[:n] if n < FAST_BUFFER else self._view)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        flow.delivered += sent
-        if sent == n:
-            return True
-        flow.queue.append(Item(0.0, DATA, bytes(self._view[sent:n])))
-        flow.queued += n - sent
-        flow.blocked = True
-        self._timed.add(flow)
-        return False
-
-    def _pump(self, flow: Flow) -> None:
-        """Move what the pipe holds to the destination; blocked if it cannot take it all."""
-        assert flow.pipe is not None
-        while flow.piped:
-            try:
-                sent = os.splice(flow.pipe[0], flow.dst.fileno(), flow.piped, flags=SPLICE_FLAGS)
-            except (BlockingIOError, InterruptedError):
-                flow.blocked = True
-                return
-            flow.piped -= sent
-            flow.delivered += sent
-        flow.blocked = False
-
-    def _unpipe(self, flow: Flow) -> None:
-        """Bring bytes still in the pipe back to the front of the queue (a toxic arrived)."""
-        if flow.pipe is not None and flow.piped:
-            data = os.read(flow.pipe[0], flow.piped)
-            flow.queue.appendleft(Item(0.0, DATA, data))
-            flow.queued += len(data)
-        flow.close_pipe()
-
-    def _feed(self, flow: Flow, start: int, items: list[Item]) -> None:
-        """Run ``items`` through the stages from ``start`` on, into the output queue."""
-        if flow.dropping:
-            return
-        for state, stage in flow.stages[start:]:
-            if stage is None or not items:
-                continue
-            out: list[Item] = []
-            for item in items:
-                if item.kind == DATA:
-                    out.extend(stage.data(item.due, item.data))
-                elif item.kind == EOF:
-                    out.extend(stage.eof(item.due))
-                else:
-                    out.append(item)
-            if stage.acted and not stage.reported:
-                stage.reported = True
-                self._report(state, stage, flow.conn.number, flow.stream)
-            items = out
-        for item in items:
-            flow.queue.append(item)
-            flow.queued += len(item.data)
-            if item.kind in (CLOSE, RESET):
-                flow.dropping = True
-                break
-        self._touch(flow)
-
     def _report(self, state: ToxicState, stage: Stage, number: int, stream: str) -> None:
         self._note(
             EventKind.TOXIC,
             f"{state.name} ({state.type} {describe_attributes(state)}) acts on connection "
             f"{number} {stream}" + (f": {stage.detail}" if stage.detail else ""),
         )
-
-    def _flush(self, flow: Flow, now: float) -> None:
-        conn = flow.conn
-        flow.blocked = False
-        if flow.piped:
-            try:
-                self._pump(flow)
-            except OSError as exc:
-                self._drop(conn, reset=True, why=f"connection error: {exc}")
-                return
-            if flow.blocked:
-                self._update(conn)
-                return
-        while flow.queue and not conn.closed:
-            item = flow.queue[0]
-            if item.due > now:
-                break
-            if item.kind == DATA:
-                try:
-                    sent = flow.dst.send(item.data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError as exc:
-                    self._drop(conn, reset=True, why=f"connection error: {exc}")
-                    return
-                flow.queued -= sent
-                flow.delivered += sent
-                if sent < len(item.data):
-                    item.data = item.data[sent:]
-                    flow.blocked = True
-                    break
-                flow.queue.popleft()
-            elif item.kind == EOF:
-                flow.queue.popleft()
-                self._end(flow)
-            else:
-                flow.queue.popleft()
-                names = [s.name for s, st in flow.stages if st is not None and st.acted]
-                self._drop(
-                    conn,
-                    reset=item.kind == RESET,
-                    why=f"toxic {', '.join(names) or '?'} "
-                    f"{'reset' if item.kind == RESET else 'closed'} the connection "
-                    f"(upstream offset {conn.up.delivered}, downstream offset "
-                    f"{conn.down.delivered})",
-                )
-                return
-        if not conn.closed:
-            self._touch(flow)
-            self._update(conn)
-
-    def _end(self, flow: Flow) -> None:
-        if flow.queue or flow.piped:
-            flow.queue.append(Item(0.0, EOF))
-            return
-        flow.ended = True
-        with suppress(OSError):
-            flow.dst.shutdown(socket.SHUT_WR)
-        conn = flow.conn
-        if conn.up.ended and conn.down.ended:
-            self._drop(conn, reset=False, why=None)
-
-    def _touch(self, flow: Flow) -> None:
-        if flow.queue or flow.toxic:
-            self._timed.add(flow)
-        else:
-            self._timed.discard(flow)
-
-    def _update(self, conn: Conn) -> None:
-        if conn.closed:
-            return
-        client = (READ if conn.up.can_read() else 0) | (WRITE if conn.down.blocked else 0)
-        server = (READ if conn.down.can_read() else 0) | (
-            WRITE if conn.connecting or conn.up.blocked else 0
-        )
-        for sock, mask in ((conn.client, client), (conn.server, server)):
-            fd = sock.fileno()
-            old = conn.masks[fd]
-            if mask == old:
-                continue
-            if not old:
-                self._sel.register(sock, mask, conn)
-            elif not mask:
-                self._sel.unregister(sock)
-            else:
-                self._sel.modify(sock, mask, conn)
-            conn.masks[fd] = mask
 
     def _bind(self) -> None:
         host, port = self._listen
