@@ -457,7 +457,7 @@ class ProxyLoop:
             for state, stage in observer(self, conn, now):
                 flow = conn.flow(state.stream)
                 flow.stages.append((state, stage))
-                self._touch(flow)
+                self._pump.touch(flow)
                 if isinstance(stage, Refuse):
                     self._refuse(conn, state, stage)
                     return
