@@ -6,6 +6,7 @@ until it has every byte and retries an idempotent request survives every proxy f
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 
@@ -15,6 +16,8 @@ from pytest_faultline.controller import Faultline
 from pytest_faultline.sweep.api import Sweep
 
 from .sweep_apps import HEADER, careful_request, frame, naive_request, upper_server
+
+pytest_plugins = ["pytester"]
 
 PROXY_KINDS = ["truncate", "reset", "reply_lost"]
 
@@ -137,3 +140,72 @@ def test_a_stall_at_the_proxy_is_the_clients_own_timeout(
     ended = [e for e in fl.events if "the sweep's run ended" in e.detail]
     assert len(ended) == 3, [e.detail for e in fl.events if e.name == "upper"]
     assert all(r.sites for r in found.failures)  # no run failed without its own fault
+
+
+ECHO_THROUGH_A_PROXY = """
+import socket
+import threading
+
+import pytest
+
+@pytest.fixture
+def upper(faultline):
+    # The socket layer first, then the server (see the how-to); the proxy outlives the runs.
+    assert faultline.sockets.faults == []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.02)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                with conn:
+                    conn.settimeout(2)
+                    conn.sendall(conn.recv(64).upper())
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    yield faultline.proxy(listener.getsockname()[:2], name="upper")
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+@pytest.mark.faultline("fault_sweep", kinds=["reply_lost"])
+def test_shout(upper):
+    with socket.create_connection(upper.listen, timeout=2) as sock:
+        sock.sendall(b"hi")
+        assert sock.recv(64) == b"HI"
+"""
+
+
+def test_the_marker_sweeps_a_fixtures_proxy_and_the_token_replays_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_shout=ECHO_THROUGH_A_PROXY)
+    first = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider")
+    first.assert_outcomes(failed=1)
+    first.stdout.fnmatch_lines(
+        [
+            "*faultline sweep: * sites, 1 of 1 single faults in *: 1 failed",
+            "*proxy upper#1 up@0*-> 127.0.0.1:*FAIL",
+            "*FAIL reply_lost at proxy upper#1 up@0 (-> 127.0.0.1:*): ConnectionResetError: *",
+        ]
+    )
+    token = re.search(r"--faultline-replay=(\S+)", first.stdout.str())
+    assert token is not None
+    again = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "-p", "no:cacheprovider", f"--faultline-replay={token.group(1)}"
+    )
+    again.assert_outcomes(failed=1)
+    again.stdout.fnmatch_lines(
+        [
+            "*replayed the run of its token: ConnectionResetError: *",
+            "*reset proxy upper#1 up@0: reply_lost (fault sweep)",
+        ]
+    )
