@@ -5,25 +5,25 @@ simloop and seedloop are not on the package index here). Prints figures; asserts
 
 Each race is one small program, written once as ``(setup, tasks, invariant)`` (frontrun's shape)
 and run by us as ``gather(*tasks)`` then the invariant. Each cold measurement is a fresh
-interpreter that imports the tool, searches, and prints the seconds from its first line to the
-first failing schedule (the import included); runs of ours and frontrun's alternate.
+interpreter that imports asyncio and the tool, searches, and prints the seconds from its first
+line to the end of the search (the imports included), split into asyncio's import, the tool's
+import and the search; runs of ours and frontrun's alternate. A child imports only what a
+plain ``asyncio.run`` program would (asyncio and the tool): this script's own machinery
+(argparse, subprocess, statistics, json) is imported by the parent or after the clock stops.
+``--baseline-src`` measures another checkout's ``src`` alongside (before/after).
 
-    PYTHONPATH=src python benchmarks/bench_async.py [--repeat N]
+    PYTHONPATH=src python benchmarks/bench_async.py [--repeat N] [--baseline-src DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import importlib.util
-import json
-import os
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
+
+ASYNCIO_IMPORTED = time.perf_counter()  # a child's clock: asyncio (and this module) are loaded
 
 Task = Callable[[Any], Coroutine[Any, Any, None]]
 Race = tuple[Callable[[], Any], list[Task], Callable[[Any], bool]]
@@ -187,7 +187,7 @@ def ours_body(name: str) -> Callable[[], Coroutine[Any, Any, None]]:
 
 
 def child(tool: str, name: str, start: float) -> None:
-    if tool == "faultline":
+    if tool in ("faultline", "before"):  # before: the same, from --baseline-src
         from pytest_faultline.controller import Faultline
 
         imported = time.perf_counter()
@@ -213,13 +213,18 @@ def child(tool: str, name: str, start: float) -> None:
         failed = not result.property_holds
         schedules = getattr(result, "num_explored", -1)
     now = time.perf_counter()
+    import json
+
     print(
         json.dumps(
             {
                 "failed": failed,
                 "seconds": now - start,
+                "asyncio": ASYNCIO_IMPORTED - start,
+                "import": imported - ASYNCIO_IMPORTED,
                 "search": now - imported,
                 "schedules": schedules,
+                "pytest": "pytest" in sys.modules,
             }
         )
     )
@@ -229,7 +234,11 @@ def module_name() -> str:
     return __name__ if __name__ != "__main__" else "bench_async"
 
 
-def cold(tool: str, name: str) -> dict[str, Any]:
+def cold(tool: str, name: str, src: str | None = None) -> dict[str, Any]:
+    import json
+    import os
+    import subprocess
+
     here = os.path.dirname(os.path.abspath(__file__))
     code = (
         "import time; _t0 = time.perf_counter(); import sys; "
@@ -238,6 +247,8 @@ def cold(tool: str, name: str) -> dict[str, Any]:
     )
     # A user's process finds compiled bytecode; this machine sets PYTHONDONTWRITEBYTECODE.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if src is not None:  # another checkout's faultline (--baseline-src)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -305,6 +316,10 @@ def schedules_to_failure(
 
 def strategy_table() -> None:
     """Median schedules to the first failure per race and strategy (warm, in this process)."""
+    import importlib
+    import os
+    import statistics
+
     from pytest_faultline.exploring import DEFAULT_STRATEGY, STRATEGIES
 
     # The races' code must be the importable module's (preempt="awaits" patches its awaits).
@@ -344,8 +359,17 @@ def strategy_table() -> None:
 
 
 def main() -> None:
+    import argparse
+    import importlib.util
+    import statistics
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="cold runs per race and tool")
+    parser.add_argument(
+        "--baseline-src",
+        help="the src directory of another checkout: its cold start is measured alongside "
+        "(the 'before' rows)",
+    )
     parser.add_argument(
         "--strategies-only", action="store_true", help="print only the strategy table"
     )
@@ -354,33 +378,49 @@ def main() -> None:
         strategy_table()
         return
     peers = ["frontrun"] if importlib.util.find_spec("frontrun") else []
+    tools = ["faultline", *(["before"] if args.baseline_src else []), *peers]
+    srcs = {"before": args.baseline_src}
     print(f"python {sys.version.split()[0]}; peers installed: {', '.join(peers) or 'none'}")
     print("simloom, simloop, seedloop: not on the package index here (pip index versions)")
     print(f"task scheduling decisions per second: {decisions_per_second():,.0f}")
     print()
     strategy_table()
     print()
-    print(f"{'race':18} {'tool':10} {'found':>7} {'cold s':>8} {'search s':>9} {'schedules':>10}")
-    for tool in ["faultline", *peers]:
-        cold(tool, "lost_update")  # warm-up: writes the bytecode caches; not counted
+    print(
+        f"{'race':18} {'tool':10} {'found':>7} {'cold s':>8} {'search s':>9} {'schedules':>10}"
+        f" {'asyncio s':>10} {'import s':>9} {'pytest':>7}"
+    )
+    for tool in tools:
+        cold(tool, "lost_update", srcs.get(tool))  # warm-up: writes the bytecode caches
     for name in RACES:
-        results: dict[str, list[dict[str, Any]]] = {t: [] for t in ["faultline", *peers]}
+        results: dict[str, list[dict[str, Any]]] = {t: [] for t in tools}
         for _ in range(args.repeat):
             for tool in results:  # alternate the tools
-                results[tool].append(cold(tool, name))
+                results[tool].append(cold(tool, name, srcs.get(tool)))
         for tool, runs in results.items():
             found = sum(1 for r in runs if r.get("failed"))
-            secs = [r["seconds"] for r in runs if r.get("failed")]
-            search = [r["search"] for r in runs if r.get("failed")]
-            median = f"{statistics.median(secs):.3f}" if secs else "-"
-            inner = f"{statistics.median(search):.3f}" if search else "-"
+            good = [r for r in runs if r.get("failed")]
+
+            def median(key: str, good: list[dict[str, Any]] = good) -> str:
+                values = [r[key] for r in good if key in r]
+                return f"{statistics.median(values):.3f}" if values else "-"
+
             scheds = runs[-1].get("schedules", "-")
+            pytest_loaded = "yes" if any(r.get("pytest") for r in good) else "no"
             print(
-                f"{name:18} {tool:10} {found:>3}/{len(runs):<3} {median:>8} {inner:>9} "
-                f"{scheds!s:>10}"
+                f"{name:18} {tool:10} {found:>3}/{len(runs):<3} {median('seconds'):>8} "
+                f"{median('search'):>9} {scheds!s:>10} {median('asyncio'):>10} "
+                f"{median('import'):>9} {pytest_loaded:>7}"
             )
             if not found and runs[-1].get("error"):
                 print(f"    {tool} error: {runs[-1]['error']}")
+    print()
+    print(
+        "cold s: from the child's first line to the end of the search, median; asyncio s: of "
+        "it, starting Python's clock to asyncio imported; import s: importing the tool; "
+        "search s: the search (explore() until it returns); pytest: whether the child loaded "
+        "pytest (a plain asyncio.run program should not)"
+    )
 
 
 if __name__ == "__main__":

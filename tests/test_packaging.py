@@ -96,7 +96,39 @@ def test_import_is_light() -> None:
     assert "pytest_faultline.plugin" not in loaded
 
 
+# Everything ``from pytest_faultline import point`` may load: the package, the point itself and
+# the exception classes (``__future__`` is what ``from __future__ import annotations`` loads).
+# Not typing, inspect, dataclasses, re or the scenario registry: together they made the import
+# cost ~15 ms in production code that only carries points.
+POINT_MODULES = {
+    "__future__",
+    "pytest_faultline",
+    "pytest_faultline._points",
+    "pytest_faultline.errors",
+}
+
+
+def test_point_loads_only_the_point_and_the_errors() -> None:
+    loaded = set(_modules_after("from pytest_faultline import point"))
+    assert loaded - POINT_MODULES == set(), (
+        f"from pytest_faultline import point loaded {sorted(loaded - POINT_MODULES)}"
+    )
+    assert "pytest_faultline._points" in loaded
+
+
+def test_the_lazy_names_still_load_on_use() -> None:
+    # Light does not mean missing: the registry and the types come on first use.
+    loaded = _modules_after(
+        "import pytest_faultline\n"
+        "assert callable(pytest_faultline.scenario)\n"
+        "assert pytest_faultline.REGISTRY is not None\n"
+        "from pytest_faultline import ExploreOptions, scenario"
+    )
+    assert {"pytest_faultline.registry", "pytest_faultline.exploring"} <= set(loaded)
+
+
 def test_import_light_check_can_see_heavy_imports() -> None:
-    # The check above would pass vacuously if the probe could not see imports at all.
+    # The checks above would pass vacuously if the probe could not see imports at all.
     loaded = _modules_after("import pytest_faultline.plugin")
     assert {"pytest", "_pytest"} <= {m.split(".")[0] for m in loaded}
+    assert set(loaded) - POINT_MODULES

@@ -6,18 +6,24 @@ pytest, the controller or anything else. Disarmed, ``point`` costs one dict memb
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+# Not ``from typing import TYPE_CHECKING``: importing typing (with re, enum, contextlib) costs
+# several milliseconds, and production code importing ``point`` must not pay for it. The type
+# checkers treat any constant named TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeAlias
 
-# name -> dispatcher installed by the armed controller. The dispatcher gets the point's name and
-# its keyword context and returns what ``point`` returns.
-Dispatcher = Callable[[str, dict[str, Any]], Any]
+    # name -> dispatcher installed by the armed controller. The dispatcher gets the point's name
+    # and its keyword context and returns what ``point`` returns.
+    Dispatcher: TypeAlias = Callable[[str, dict[str, Any]], Any]
+    # Called for every point, armed or not, while set (the thread scheduler makes every point a
+    # scheduling point). Kept out of ``point`` itself so the disarmed path stays one lookup:
+    # while an observer is installed, ``point``'s code object is swapped for
+    # ``_observed_point``'s.
+    Observer: TypeAlias = Callable[[str, dict[str, Any]], None]
+
 _armed: dict[str, Dispatcher] = {}
-
-# Called for every point, armed or not, while set (the thread scheduler makes every point a
-# scheduling point). Kept out of ``point`` itself so the disarmed path stays one lookup: while an
-# observer is installed, ``point``'s code object is swapped for ``_observed_point``'s.
-Observer = Callable[[str, dict[str, Any]], None]
 _observer: Observer | None = None
 
 

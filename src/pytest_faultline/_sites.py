@@ -24,16 +24,11 @@ import ast
 import linecache
 import os
 import queue
-import re
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any
-
-import _pytest
-import pluggy
 
 __all__ = [
     "RECHAIN",
@@ -57,24 +52,61 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # lock's class and when showing where a lock was taken.
 _PASS_THROUGH = frozenset({threading.__file__, queue.__file__})
 _FUTURES = os.sep + os.path.join("concurrent", "futures") + os.sep
-# Report stacks end where the test runner starts (everything further out is pytest's), and
-# leave out this package's own frames.
-_RUNNER_DIRS = tuple(
-    os.path.dirname(os.path.abspath(module.__file__ or "")) + os.sep for module in (pluggy, _pytest)
-)
 _PACKAGE_PREFIX = _PACKAGE_DIR + os.sep
 STACK_LIMIT = 12
-_ASSIGNED = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(?::[^=]*)?=(?!=)")
+_ASCII_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+
+# Report stacks end where the test runner starts (everything further out is pytest's). Its
+# directories are read from the loaded modules, not imported: outside a test run (``explore()``
+# from plain code) pytest is not loaded, and then no frame can be its.
+_RUNNER_MODULES = ("pluggy", "_pytest")
+_runner_dirs: list[tuple[str, ...]] = []
 
 
-@dataclass(frozen=True)
+def _runner_prefixes() -> tuple[str, ...]:
+    if _runner_dirs:
+        return _runner_dirs[0]
+    found = tuple(
+        os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+        for module in map(sys.modules.get, _RUNNER_MODULES)
+        if module is not None and module.__file__
+    )
+    if len(found) == len(_RUNNER_MODULES):  # both loaded: they stay where they are
+        _runner_dirs.append(found)
+    return found
+
+
+# Frame and LockClass are plain classes with __slots__, not dataclasses: building a dataclass
+# costs about a millisecond at import, and this module is on the first exploration's path.
+
+
 class Frame:
     """One frame of a report stack: file, line, function and the source line."""
 
-    filename: str
-    lineno: int
-    function: str
-    source: str
+    __slots__ = ("filename", "function", "lineno", "source")
+
+    def __init__(self, filename: str, lineno: int, function: str, source: str) -> None:
+        self.filename = filename
+        self.lineno = lineno
+        self.function = function
+        self.source = source
+
+    def _key(self) -> tuple[str, int, str, str]:
+        return (self.filename, self.lineno, self.function, self.source)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Frame):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Frame(filename={self.filename!r}, lineno={self.lineno!r}, "
+            f"function={self.function!r}, source={self.source!r})"
+        )
 
     def __str__(self) -> str:
         text = f'  File "{self.filename}", line {self.lineno}, in {self.function}'
@@ -83,9 +115,9 @@ class Frame:
         return text
 
 
-@dataclass(frozen=True, eq=False)
 class LockClass:
-    """A lock class: every lock made at one place in the code.
+    """A lock class: every lock made at one place in the code (compared by identity: classes
+    are interned by place).
 
     ``name`` is the attribute or variable the lock was assigned to (``Bank._odb_lock``,
     ``lock_a``) or ``file.py:LINE`` when the source does not say. ``kind`` is ``Lock`` or
@@ -93,12 +125,17 @@ class LockClass:
     (``Condition``, ``Semaphore``, ``Queue``, ...) or is empty.
     """
 
-    filename: str
-    lineno: int
-    kind: str
-    inside: str
-    attr: str | None
-    source: str
+    __slots__ = ("attr", "filename", "inside", "kind", "lineno", "source")
+
+    def __init__(
+        self, filename: str, lineno: int, kind: str, inside: str, attr: str | None, source: str
+    ) -> None:
+        self.filename = filename
+        self.lineno = lineno
+        self.kind = kind
+        self.inside = inside
+        self.attr = attr
+        self.source = source
 
     @property
     def name(self) -> str:
@@ -223,11 +260,34 @@ def _unpacked_target(line: str, column: int | None) -> str | None:
     return None
 
 
-def _attribute(frame: FrameType, source: str) -> str | None:
-    match = _ASSIGNED.match(source)
-    if match is None:
+def assigned_name(source: str) -> str | None:
+    """The (dotted) name a line assigns to, ``self._lock`` of ``self._lock = Lock()`` or
+    ``lock`` of ``lock: Lock = Lock()``; None for anything else (``==``, ``+=``, a call).
+
+    The regular expression ``^\\s*([A-Za-z_][\\w.]*)\\s*(?::[^=]*)?=(?!=)`` says the same;
+    scanned by hand because compiling it cost a third of a millisecond on the first lock a
+    process made (tests compare the two)."""
+    text = source.lstrip()
+    if not text or text[0] not in _ASCII_START:
         return None
-    target = match.group(1)
+    end = 1
+    while end < len(text) and (text[end].isalnum() or text[end] in "_."):
+        end += 1
+    rest = text[end:].lstrip()
+    if rest.startswith(":"):
+        equals = rest.find("=")
+        if equals < 0:
+            return None
+        rest = rest[equals:]
+    if rest.startswith("=") and not rest.startswith("=="):
+        return text[:end]
+    return None
+
+
+def _attribute(frame: FrameType, source: str) -> str | None:
+    target = assigned_name(source)
+    if target is None:
+        return None
     code = frame.f_code
     head, _, rest = target.partition(".")
     if head == "self" and rest:
@@ -254,11 +314,12 @@ def stack_at(
     """
     frames: list[Frame] = []
     pins = (lasti, back_lasti)
+    runner = _runner_prefixes()
     depth = 0
     while frame is not None and len(frames) < STACK_LIMIT:
         code = frame.f_code
         filename = code.co_filename
-        if filename.startswith(_RUNNER_DIRS):
+        if runner and filename.startswith(runner):
             break
         if not is_plumbing(filename):
             pin = pins[depth] if depth < len(pins) else None

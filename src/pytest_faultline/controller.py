@@ -27,7 +27,6 @@ from .actions import PROCEED, Disconnect, Hit, as_action
 from .arming import Arming
 from .decider import Decider, ReplayToken, Stream, derive_seed
 from .errors import FaultlineError, ScenarioError, TargetError, UnreachedPointWarning
-from .registry import REGISTRY
 from .settings import Settings
 from .targets import CallTarget, is_call_target, path_of, resolve
 
@@ -357,6 +356,8 @@ class Faultline(FaultContext):
         """Check every (name, params, where) first, then apply them in order."""
         __tracebackhide__ = True
         self._check_open()
+        from .registry import REGISTRY  # not before: explore() outside pytest needs none
+
         bound = []
         for name, params, where in requests:
             sc = REGISTRY.get(name)

@@ -7,7 +7,6 @@ Shared by the ``thread_preemption`` scenario, ``faultline.explore()`` and ``faul
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import FaultlineError
@@ -36,7 +35,23 @@ def _whole(value: object, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
-@dataclass(frozen=True)
+# A plain frozen class, not a dataclass: this module is on the path of the first exploration of
+# a process, where building a frozen dataclass cost about a millisecond.
+_FIELDS = (
+    "runs",
+    "strategy",
+    "depth",
+    "max_preemptions",
+    "preempt",
+    "modules",
+    "budget",
+    "stall_timeout",
+    "max_steps",
+    "shrink",
+    "rebind",
+)
+
+
 class ExploreOptions:
     """How an exploration searches: ``runs`` schedules (None: the ``--faultline-runs`` setting,
     else 100) chosen by ``strategy`` ("random", "pct" with bug depth ``depth``, or "dfs" with at
@@ -48,19 +63,84 @@ class ExploreOptions:
     seconds, or takes more than ``max_steps`` steps, is reported; a failure is shrunk unless
     ``shrink=False``. Names bound at import to ``time``/``threading`` functions (``from time
     import monotonic``, ``timer=time.monotonic`` defaults) are rebound for each run in the test's
-    module, in ``modules`` and in the modules named in ``rebind``."""
+    module, in ``modules`` and in the modules named in ``rebind``. Immutable: :meth:`replace`
+    makes a changed copy."""
 
-    runs: int | None = None
-    strategy: str = DEFAULT_STRATEGY
-    depth: int = DEFAULT_DEPTH
-    max_preemptions: int | None = None
-    preempt: str = "sync"
-    modules: tuple[str, ...] = ()
-    budget: float | None = None
-    stall_timeout: float = DEFAULT_STALL_S
-    max_steps: int = DEFAULT_MAX_STEPS
-    shrink: bool = True
-    rebind: tuple[str, ...] = ()
+    __slots__ = _FIELDS
+
+    runs: int | None
+    strategy: str
+    depth: int
+    max_preemptions: int | None
+    preempt: str
+    modules: tuple[str, ...]
+    budget: float | None
+    stall_timeout: float
+    max_steps: int
+    shrink: bool
+    rebind: tuple[str, ...]
+
+    def __init__(
+        self,
+        runs: int | None = None,
+        strategy: str = DEFAULT_STRATEGY,
+        depth: int = DEFAULT_DEPTH,
+        max_preemptions: int | None = None,
+        preempt: str = "sync",
+        modules: tuple[str, ...] = (),
+        budget: float | None = None,
+        stall_timeout: float = DEFAULT_STALL_S,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        shrink: bool = True,
+        rebind: tuple[str, ...] = (),
+    ) -> None:
+        values = (
+            runs,
+            strategy,
+            depth,
+            max_preemptions,
+            preempt,
+            modules,
+            budget,
+            stall_timeout,
+            max_steps,
+            shrink,
+            rebind,
+        )
+        for name, value in zip(_FIELDS, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(
+            f"ExploreOptions is immutable: cannot set {name!r}; use options.replace({name}=...)"
+        )
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"ExploreOptions is immutable: cannot delete {name!r}")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in _FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExploreOptions):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
+        return f"ExploreOptions({shown})"
+
+    def __reduce__(self) -> tuple[type[ExploreOptions], tuple[object, ...]]:
+        return (ExploreOptions, self._values())  # copy and pickle go through __init__
+
+    def replace(self, **changes: Any) -> ExploreOptions:
+        """A copy with ``changes`` (not checked: :meth:`build` checks keywords)."""
+        values = {name: getattr(self, name) for name in _FIELDS}
+        values.update(changes)
+        return ExploreOptions(**values)
 
     @classmethod
     def build(
@@ -71,7 +151,7 @@ class ExploreOptions:
         **given: Any,
     ) -> ExploreOptions:
         """Options from keyword arguments, checked; ``error`` names ``where`` and the fix."""
-        known = {f.name for f in fields(cls)}
+        known = set(_FIELDS)
         unknown = sorted(set(given) - known)
         if unknown:
             raise error(
@@ -160,8 +240,7 @@ class ExploreOptions:
 
     def resolved(self, settings: Settings) -> ExploreOptions:
         """These options with what the session's settings fill in (runs, budget)."""
-        return replace(
-            self,
+        return self.replace(
             runs=self.runs or settings.param_runs or DEFAULT_RUNS,
             budget=self.budget if self.budget is not None else settings.budget,
         )

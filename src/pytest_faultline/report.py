@@ -8,11 +8,13 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 from ._context import format_event
 
 if TYPE_CHECKING:
+    # pytest is imported where it is used: a failing explore() outside a test run reports
+    # through this module and must not import pytest.
+    import pytest
+
     from .controller import Faultline
 
 __all__ = ["JsonReport", "SessionReport", "TokenCache", "format_section", "test_record"]
@@ -177,6 +179,8 @@ def _check_writable(target: Path, shown: Path) -> None:
             return
         except OSError as exc:
             reason = exc.strerror or str(exc)
+    import pytest
+
     raise pytest.UsageError(REPORT_PATH_ERROR.format(path=shown, reason=reason))
 
 

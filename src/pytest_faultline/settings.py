@@ -10,15 +10,19 @@ import os
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
-import pytest
+# pytest's StashKey itself, without importing pytest: the controller (and so ``explore()`` from
+# plain code outside a test run) reads Settings, and importing pytest costs ~0.1 s.
+from _pytest.stash import StashKey
 
 from .errors import ReplayTokenError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
+
     from .decider import ReplayToken
 
 __all__ = ["OPTIONS", "SETTINGS_KEY", "Settings", "add_options", "resolve_settings"]
@@ -70,6 +74,8 @@ def _backend(text: str) -> str:
 
 
 def _url(text: str) -> str:
+    from urllib.parse import urlparse  # only when a URL is given: explore() needs none
+
     parsed = urlparse(text)
     if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.port is None:
         raise ValueError(f"must look like http://HOST:PORT, got {text!r}")
@@ -127,6 +133,8 @@ def _rerun_seed(text: str) -> str:
 def _path(text: str) -> Path:
     if not text.strip():
         raise ValueError("must be a file path")
+    from pathlib import Path
+
     return Path(text)
 
 
@@ -363,13 +371,15 @@ class Settings:
         return {} if self.param_runs is None else {"runs": self.param_runs}
 
 
-SETTINGS_KEY = pytest.StashKey[Settings]()
+SETTINGS_KEY = StashKey[Settings]()
 
 
 def resolve_settings(
     config: pytest.Config, env: Mapping[str, str] | None = None, shared_seed: int | None = None
 ) -> Settings:
     """Read every option in precedence order; ``pytest.UsageError`` names a bad value's origin."""
+    import pytest
+
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
@@ -426,6 +436,8 @@ def resolve_settings(
 
 def _flag(config: pytest.Config, env: Mapping[str, str], dest: str, var: str, ini: str) -> bool:
     """A switch: on the command line, else the environment variable, else the ini key."""
+    import pytest
+
     if config.getoption(dest):
         return True
     if env.get(var):
@@ -437,8 +449,9 @@ def _flag(config: pytest.Config, env: Mapping[str, str], dest: str, var: str, in
             ) from None
     try:
         return bool(config.getini(ini))
-    except ValueError as exc:
-        # pytest's own message ("invalid truth value 'maybe'") names neither key nor file.
+    except (ValueError, pytest.UsageError) as exc:
+        # pytest's own message ("invalid truth value 'maybe'") names neither key nor file
+        # (pytest 9.2 raises it as a UsageError, earlier versions as a ValueError).
         where = config.inipath.name if config.inipath else "the ini file"
         raise pytest.UsageError(
             f"pytest-faultline: '{ini}' in {where} must be true or false ({exc})"

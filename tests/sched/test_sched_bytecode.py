@@ -149,3 +149,15 @@ def test_an_unknown_preempt_mode_lists_every_mode(faultline: Faultline) -> None:
         "modules=[...]) or 'awaits' (asyncio: also at every await of modules=[...]), "
         "got 'opcodes'"
     )
+
+
+def test_only_the_code_that_runs_is_analysed(faultline: Faultline, way: str) -> None:
+    """The point tables are made when a code object first runs, not for the whole module
+    before the first run."""
+    result = faultline.explore(
+        two_bumps("bump"), runs=200, preempt="bytecode", modules=[APP], raises=False
+    )
+    assert isinstance(result.failure, AssertionError)
+    assert Hits.bump.__code__ in bytecode._TABLES
+    never_run = importlib.import_module(APP).never_run
+    assert never_run.__code__ not in bytecode._TABLES

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import _thread
+import json
+import subprocess
 import sys
 import threading
 
@@ -173,49 +175,175 @@ def test_logging_is_usable_afterwards():
 
 def test_logging_in_lines_mode_passes_and_leaves_logging_usable(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_logging_run=LOGGING_RUN)
+    # Bounded by the subprocess timeout (a hang in logging's teardown is beyond pytest-timeout,
+    # which is not in the test extra anyway).
     result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "timeout", "--timeout=60"
+        "-p", "no:randomly", "-p", "no:cacheprovider", timeout=120
     )
     result.assert_outcomes(passed=2)
 
 
+# Ctrl-C during a run, in a pytest session of its own. The interrupt ends the session, so the
+# checks run in its conftest's pytest_sessionfinish: every thread the runs made has ended (the
+# run joined them, with its bound, before letting the interrupt through) and no lock, real or
+# managed, is held.
+INTERRUPT_CONFTEST = """
+import json
+import threading
+
+
+def pytest_sessionfinish(session):
+    import test_interrupt
+
+    # The run's threads are gone when the interrupt reaches pytest: no wait here.
+    made = set(threading.enumerate()) - test_interrupt.BEFORE  # not other plugins' threads
+    alive = sorted(t.name for t in made if t.is_alive())
+    held = [name for name, lock in test_interrupt.LOCKS if lock.locked()]
+    with open("leaks.json", "w") as out:
+        json.dump({"alive": alive, "held": held, "runs": test_interrupt.RUNS[0]}, out)
+"""
+
+INTERRUPT_TEST = """
+import _thread
+import threading
+
+import pytest
+
+REAL = threading.Lock()  # made at import: a real lock the scheduler does not manage
+LOCKS = [("REAL", REAL)]
+BEFORE = set(threading.enumerate())
+RUNS = [0]
+WHEN = {when!r}
+
+
+@pytest.mark.faultline("thread_preemption", runs=10_000, strategy="random")
+def test_interrupted():
+    RUNS[0] += 1
+    counter = [0]
+    lock = threading.Lock()
+    LOCKS.append((f"the lock of run {{RUNS[0]}}", lock))
+
+    def worker():
+        for _ in range(3):
+            with lock:
+                counter[0] += 1
+            with REAL:
+                pass
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    if WHEN == "as threads start" and RUNS[0] == 3:
+        _thread.interrupt_main()  # the threads below register while the run is aborted
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if WHEN == "mid-run" and counter[0] == 9 and RUNS[0] == 3:
+        _thread.interrupt_main()
+
+
+def test_after():
+    pass
+"""
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("when", ["mid-run", "as threads start"])
 def test_keyboard_interrupt_during_a_run_unwinds_and_leaks_no_thread(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, when: str
 ) -> None:
-    pytester.makepyfile(
-        test_interrupt="""
-        import _thread
-        import threading
-
-        import pytest
-
-
-        @pytest.mark.faultline("thread_preemption", runs=10_000, strategy="random")
-        def test_interrupted():
-            counter = [0]
-            lock = threading.Lock()
-
-            def worker():
-                for _ in range(3):
-                    with lock:
-                        counter[0] += 1
-
-            threads = [threading.Thread(target=worker) for _ in range(3)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            if counter[0] == 9 and not hasattr(_thread, "_fl_sent"):
-                _thread._fl_sent = True
-                _thread.interrupt_main()
-
-
-        def test_after():
-            names = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
-            assert names == []
-        """
+    pytester.makeconftest(INTERRUPT_CONFTEST)
+    pytester.makepyfile(test_interrupt=INTERRUPT_TEST.format(when=when))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "-p", "no:cacheprovider", timeout=120
     )
-    result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider")
     assert "KeyboardInterrupt" in result.stdout.str()
     assert result.ret == pytest.ExitCode.INTERRUPTED
+    leaks = json.loads((pytester.path / "leaks.json").read_text())
+    assert leaks["runs"] >= 3  # the interrupt came during a run, not before the first
+    assert leaks["alive"] == [], f"threads left running after Ctrl-C: {leaks['alive']}"
+    assert leaks["held"] == [], f"locks left held after Ctrl-C: {leaks['held']}"
+
+
+# The race itself, many times in one process: Ctrl-C arrives at a different point of a run
+# each time (before, while and after the workers register); after each, every thread the run
+# started has ended and no lock is held. The interrupt is caught as a program's main would.
+INTERRUPT_LOOP = """
+import _thread
+import json
+import threading
+import time
+
+from pytest_faultline.controller import Faultline
+
+REAL = threading.Lock()
+ROUNDS = 24
+JOIN_BOUND_S = 5.0
+report = []
+for round_ in range(ROUNDS):
+    locks = [("REAL", REAL)]
+    state = {{"steps": 0, "sent": False}}
+    at = round_ % 12  # the scheduling step at which Ctrl-C is sent
+
+    def body():
+        lock = threading.Lock()
+        locks.append(("run lock", lock))
+
+        def step():
+            state["steps"] += 1
+            if state["steps"] == at and not state["sent"]:
+                state["sent"] = True
+                _thread.interrupt_main()
+
+        def worker():
+            for _ in range(2):
+                step()
+                with lock:
+                    step()
+                with REAL:
+                    pass
+
+        threads = [threading.Thread(target=worker) for _ in range(3)]
+        step()
+        for t in threads:
+            t.start()
+            step()
+        for t in threads:
+            t.join()
+
+    before = set(threading.enumerate())
+    fl = Faultline(seed=round_, nodeid="interrupt")
+    interrupted = False
+    try:
+        fl.explore(body, runs=200, strategy="random", raises=False)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        fl.close()
+    # When explore() has let the interrupt through, the run's threads are gone already.
+    made = set(threading.enumerate()) - before
+    alive = sorted(t.name for t in made if t.is_alive())
+    held = [name for name, lock in locks if lock.locked()]
+    report.append({{"interrupted": interrupted, "alive": alive, "held": held}})
+    end = time.monotonic() + JOIN_BOUND_S  # a leak must not spill into the next round
+    for t in made:
+        t.join(max(0.0, end - time.monotonic()))
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_at_any_point_of_a_run_leaks_no_thread_and_no_held_lock() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_LOOP.format()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sum(r["interrupted"] for r in report) >= len(report) // 2, report
+    leaked = [(i, r["alive"]) for i, r in enumerate(report) if r["alive"]]
+    assert leaked == [], f"threads left running after Ctrl-C (round, names): {leaked}"
+    held = [(i, r["held"]) for i, r in enumerate(report) if r["held"]]
+    assert held == [], f"locks left held after Ctrl-C (round, names): {held}"

@@ -7,7 +7,7 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from pytest_faultline import InjectedFault, point
 
@@ -44,13 +44,13 @@ def upper_server() -> Iterator[tuple[str, int]]:
                 conn, _ = listener.accept()
             except TimeoutError:
                 continue
-            with conn:
-                conn.settimeout(TIMEOUT_S)
-                try:
+            try:
+                with conn:  # a close may fail too (the sweep's close sites): serve the next
+                    conn.settimeout(TIMEOUT_S)
                     (size,) = HEADER.unpack(recv_exactly(conn, HEADER.size))
                     conn.sendall(frame(recv_exactly(conn, size).upper()))
-                except OSError:
-                    continue
+            except OSError:
+                continue
 
     thread = threading.Thread(target=serve, name="upper-server")
     thread.start()
@@ -121,3 +121,54 @@ def job_with_one_retry(store: Store) -> None:
                 failures += 1
                 if failures > 1:
                     raise
+
+
+def open_pair(address: tuple[str, int], count: int) -> list[socket.socket]:
+    """``count`` connections to ``address``, each used for one framed round trip (a connection
+    that fails is closed and made again, three times at most)."""
+    socks: list[socket.socket] = []
+    for _ in range(count):
+        for attempt in range(3):
+            sock = None
+            try:
+                sock = socket.create_connection(address, timeout=TIMEOUT_S)
+                sock.sendall(frame(b"x"))
+                recv_exactly(sock, HEADER.size + 1)
+            except OSError:
+                careful_close_all([sock] if sock is not None else [])
+                if attempt == 2:
+                    careful_close_all(socks)
+                    raise
+                continue
+            socks.append(sock)
+            break
+    return socks
+
+
+def naive_close_all(socks: list[socket.socket]) -> None:
+    """Shuts each connection down, then closes it: a shutdown or close that fails skips the
+    rest, and the sockets after it are never closed."""
+    for sock in socks:
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+
+def careful_close_all(socks: list[socket.socket]) -> None:
+    """As ``socketserver.TCPServer.shutdown_request``: a failed shutdown (the peer is gone) is
+    no reason not to close, and a failed close still released the descriptor."""
+    for sock in socks:
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with suppress(OSError):
+            sock.close()
+
+
+def read_to_end_request(address: tuple[str, int], payload: bytes) -> bytes:
+    """Sends a framed request and takes the reply to be everything until the server closes (as
+    an HTTP/1.0 client does): a server that ends with a reset instead of a close breaks it."""
+    with socket.create_connection(address, timeout=TIMEOUT_S) as sock:
+        sock.sendall(frame(payload))
+        data = b""
+        while chunk := sock.recv(1024):
+            data += chunk
+        return data[HEADER.size :]

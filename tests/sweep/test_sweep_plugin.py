@@ -181,7 +181,7 @@ def test_a_bad_kind_on_the_command_line_is_a_usage_error(pytester: pytest.Pytest
         [
             "*pytest-faultline: --faultline-sweep unknown kind 'stal': must name fault kinds "
             "separated by commas, among raise, disconnect, stall, truncate, reset, short_read, "
-            "preempt, preempt_step; "
+            "reply_lost, preempt, preempt_step; "
             "got 'stal'"
         ]
     )

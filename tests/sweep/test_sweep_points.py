@@ -13,7 +13,7 @@ from pytest_faultline import InjectedFault, _points, point
 from pytest_faultline.controller import Faultline
 from pytest_faultline.decider import ReplayToken
 from pytest_faultline.errors import FaultlineError
-from pytest_faultline.net import _socket_patches
+from pytest_faultline.net import _socket_patches, relay
 
 from .sweep_apps import Store, job_with_one_retry, transfer
 
@@ -154,6 +154,7 @@ def test_observers_are_gone_after_a_sweep_even_a_failing_one(fl: Faultline) -> N
     assert point.__code__ is _points._PLAIN_CODE  # the disarmed path is one lookup again
     assert _points._observer is None
     assert _socket_patches._observer is None
+    assert relay._observer is None
 
 
 @pytest.mark.parametrize(

@@ -21,14 +21,17 @@ def fault_sweep(
 ) -> None:
     """Run the body once to record every fault site it reaches, then once per site and kind.
 
-    Sites are fault points (each hit), calls to `targets` ('pkg.mod:Qual.name') and the test's
-    socket operations (each connect, and each read and write by byte offset). `kinds`: 'raise'
-    (or exception classes) and 'disconnect' at points and calls; 'stall', 'truncate', 'reset'
-    and 'short_read' at socket operations (default: these six); 'preempt' and 'preempt_step'
-    switch threads (asyncio tasks) at each place another one could run. With `pairs=True` two
-    faults are also combined where both pass alone. `budget` seconds and `max_runs` bound it;
-    the first failure is raised with a site-by-kind table and one replay token per failing run.
-    State that must be fresh for each run has to be created in the body.
+    Sites are fault points (each hit), calls to `targets` ('pkg.mod:Qual.name'), the test's
+    socket operations (each connect, each read and write by byte offset, each close and
+    shutdown) and the connections through its embedded proxies (each accept, and each chunk
+    going up or down by byte offset). `kinds`: 'raise' (or exception classes) and 'disconnect'
+    at points and calls; 'stall', 'truncate', 'reset' and 'short_read' at socket operations
+    ('reset' also at closes and shutdowns); 'stall', 'truncate', 'reset' and 'reply_lost' at
+    proxy connections (default: these seven); 'preempt' and 'preempt_step' switch threads
+    (asyncio tasks) at each place another one could run. With `pairs=True` two faults are also
+    combined where both pass alone. `budget` seconds and `max_runs` bound it; the first failure
+    is raised with a site-by-kind table and one replay token per failing run. State that must
+    be fresh for each run has to be created in the body.
     """
     from ..errors import ScenarioError
     from ..sweep.api import SweepOptions, install_fault_sweep

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .sockets import SocketFaults
 
 __all__ = [
+    "CLOSE_METHODS",
     "CONNECT_METHODS",
     "READ_METHODS",
     "WRITE_METHODS",
@@ -27,6 +28,8 @@ __all__ = [
 READ_METHODS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg")
 WRITE_METHODS = ("send", "sendall", "sendto", "sendmsg")
 CONNECT_METHODS = ("connect", "connect_ex")
+# Patched only while an observer is set: no socket fault acts there, the sweep's sites do.
+CLOSE_METHODS = ("close", "shutdown")
 
 _MISSING = object()
 
@@ -34,7 +37,8 @@ _MISSING = object()
 # runs), every patched call goes through it, and it makes the call itself as ``call(sock,
 # *args)``: it may record it, change its arguments, raise instead, or return another result.
 # ``name_of(sock)`` is the connection's name ('connected-0', 'accepted-1') or None for a socket
-# no fault applies to. Unset, the patches pay one global lookup.
+# no fault applies to. Unset, the class holds the fault layer's own methods: an observer costs
+# nothing while no sweep runs.
 SocketObserver = Callable[
     [
         str,
@@ -48,16 +52,64 @@ SocketObserver = Callable[
 _observer: SocketObserver | None = None
 
 
+class _Layer:
+    """One test's replacements on ``socket.socket``: per method what the class holds while no
+    observer is set (``plain``: the fault layer's method, or for a close method what was there,
+    ``_MISSING`` when that was inherited) and while one is (``observed``)."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.plain: dict[str, object] = {}
+        self.observed: dict[str, Callable[..., Any]] = {}
+        self.saved: dict[str, object] = {}  # what the class held unobserved before this layer
+
+    def owns(self, name: str) -> bool:
+        held = self.cls.__dict__.get(name, _MISSING)
+        return held is self.observed[name] or held is self.plain[name]
+
+    def show(self, *, observed: bool) -> None:
+        """Put the observed or the plain methods on the class (where this layer's are there)."""
+        for name, wrapper in self.observed.items():
+            held = self.cls.__dict__.get(name, _MISSING)
+            if observed and held is self.plain[name]:
+                setattr(self.cls, name, wrapper)
+            elif not observed and held is wrapper:
+                _put(self.cls, name, self.plain[name])
+
+
+_layers: list[_Layer] = []  # the tests' layers now installed, innermost last
+
+
 def set_observer(observer: SocketObserver | None) -> SocketObserver | None:
-    """Install ``observer`` for every test's patched socket calls; return the previous one."""
+    """Install ``observer`` for every test's patched socket calls; return the previous one.
+
+    The innermost layer's observed methods go on the class while an observer is set, its plain
+    ones when it is unset, so the patched calls pay for the observer only during a sweep."""
     global _observer
     previous = _observer
     _observer = observer
+    if _layers and (previous is None) != (observer is None):
+        _layers[-1].show(observed=observer is not None)
     return previous
 
 
+def _put(cls: type, name: str, value: object) -> None:
+    if value is _MISSING:
+        if name in cls.__dict__:
+            delattr(cls, name)
+    else:
+        setattr(cls, name, value)
+
+
+def _inherited(cls: type, name: str) -> Any:
+    for base in cls.__mro__[1:]:
+        if name in base.__dict__:
+            return base.__dict__[name]
+    raise AttributeError(name)
+
+
 def install(faults: SocketFaults) -> None:
-    """Replace ``socket.socket``'s I/O methods; push each undo on the test's undo stack."""
+    """Replace ``socket.socket``'s I/O methods; push the undo on the test's undo stack."""
     import socket
 
     cls = socket.socket
@@ -73,10 +125,39 @@ def install(faults: SocketFaults) -> None:
         makers[name] = make_tracker
     for name in CONNECT_METHODS:
         makers[name] = make_connect
-    for name, make in makers.items():
-        saved = cls.__dict__.get(name, _MISSING)
-        setattr(cls, name, _observed(faults, name, make(faults, getattr(cls, name))))
-        faults.faultline.undo.push(_restorer(cls, name, saved), f"restore socket.socket.{name}")
+    outer = _layers[-1] if _layers and any(_layers[-1].owns(n) for n in makers) else None
+    layer = _Layer(cls)
+    for name in (*makers, *CLOSE_METHODS):
+        # What the class holds unobserved now: the outer layer's plain method, not its observed
+        # one (calls are observed once, at the innermost layer).
+        saved = outer.plain[name] if outer is not None else cls.__dict__.get(name, _MISSING)
+        below: Callable[..., Any] = saved if callable(saved) else _inherited(cls, name)
+        make = makers.get(name)
+        plain = below if make is None else make(faults, below)
+        layer.saved[name] = saved
+        layer.plain[name] = saved if make is None else plain
+        layer.observed[name] = _observed(faults, name, plain)
+    _layers.append(layer)
+    for name in layer.plain:
+        _put(cls, name, layer.observed[name] if _observer is not None else layer.plain[name])
+    faults.faultline.undo.push(lambda: _uninstall(layer), "restore socket.socket's methods")
+
+
+def _uninstall(layer: _Layer) -> None:
+    innermost = bool(_layers) and _layers[-1] is layer
+    if layer in _layers:
+        _layers.remove(layer)
+    if not innermost:
+        return  # an inner layer's methods are on the class; they call this one's (rare)
+    outer = _layers[-1] if _layers else None
+    for name, saved in layer.saved.items():
+        held = layer.cls.__dict__.get(name, _MISSING)
+        if held is not layer.observed[name] and held is not layer.plain[name]:
+            continue  # someone patched over it: theirs stays
+        if outer is not None and _observer is not None:
+            _put(layer.cls, name, outer.observed[name])
+        else:
+            _put(layer.cls, name, saved)
 
 
 def make_recv(faults: SocketFaults, prev: Callable[..., Any]) -> Callable[..., Any]:
@@ -222,30 +303,27 @@ def make_accept(faults: SocketFaults, prev: Callable[..., Any]) -> Callable[...,
 
 def _observed(faults: SocketFaults, method: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     role = "connected" if method in CONNECT_METHODS else None
-    register, lookup = faults._register, faults._lookup
+    register, lookup, conns = faults._register, faults._lookup, faults._conns
 
     def name_of(sock: socket.socket) -> str | None:
         conn = lookup(sock)
         return conn.label if conn.eligible else None
 
+    def known(sock: socket.socket) -> str | None:
+        # A close names only a socket faultline has seen, and registers none (a listener, a
+        # socket never used, is no connection).
+        conn = conns.get(sock)
+        return conn.label if conn is not None and conn.eligible else None
+
+    naming = known if method in CLOSE_METHODS else name_of
+
     def observed(sock: socket.socket, *args: Any) -> Any:
         observer = _observer
-        if observer is None:
+        if observer is None:  # unset while this call was on its way in
             return fn(sock, *args)
         if role is not None:
             register(sock, role)  # named before the call, as the connect itself does
-        return observer(method, sock, fn, args, name_of)
+        return observer(method, sock, fn, args, naming)
 
     observed.__name__ = observed.__qualname__ = getattr(fn, "__name__", method)
     return observed
-
-
-def _restorer(cls: type, name: str, saved: object) -> Callable[[], None]:
-    def restore() -> None:
-        if saved is _MISSING:
-            if name in cls.__dict__:
-                delattr(cls, name)
-        else:
-            setattr(cls, name, saved)
-
-    return restore

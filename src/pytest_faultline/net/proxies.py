@@ -63,6 +63,7 @@ class ProxyPool:
         self.backend = faultline.settings.backend
         self.url = faultline.settings.toxiproxy_url or DEFAULT_TOXIPROXY_URL
         self.proxies: dict[str, Proxy] = {}
+        self.generated: list[str] = []  # the names made here, in order (the sweep counts them)
         self._client: ToxiproxyClient | None = None
         self._generated = 0
         faultline.add_handler("disconnect", self._disconnect)
@@ -93,6 +94,8 @@ class ProxyPool:
                 address, name=name, chooser=self._chooser, record=self.faultline.record
             )
         self.proxies[name] = proxy
+        if generated:
+            self.generated.append(name)
         self.faultline.undo.push(proxy.close, f"close proxy {name}")
         self.faultline.record(
             EventKind.PROXY,

@@ -35,7 +35,7 @@ from .protocol import (
 from .sockets import exempt
 from .toxics import RESET, Refuse, Stage, ToxicState, make_stage
 
-__all__ = ["ProxyLoop", "Recorder", "describe_attributes"]
+__all__ = ["ConnectionObserver", "ProxyLoop", "Recorder", "describe_attributes", "set_observer"]
 
 
 CALL_BOUND_S = _raw.CALL_BOUND_S
@@ -47,6 +47,20 @@ IDLE_SELECT_S = 1.0
 LINGER_S = 1.0
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 Recorder = Callable[[EventKind, str, str], object]
+# ``observer(loop, conn, now)``: told of each new connection of every embedded proxy (on the
+# proxy's thread, before the upstream is contacted); returns per-connection stages to run after
+# the toxics' (the fault sweep watches and cuts proxied connections this way). Unset, a new
+# connection pays one global lookup, and the data path nothing.
+ConnectionObserver = Callable[["ProxyLoop", Conn, float], "list[tuple[ToxicState, Stage]]"]
+_observer: ConnectionObserver | None = None
+
+
+def set_observer(observer: ConnectionObserver | None) -> ConnectionObserver | None:
+    """Install ``observer`` for every embedded proxy's new connections; return the previous."""
+    global _observer
+    previous = _observer
+    _observer = observer
+    return previous
 
 
 class ProxyLoop:
@@ -205,6 +219,10 @@ class ProxyLoop:
 
     def reset_connections(self) -> None:
         self.call(lambda: self._drop_all(reset=True, why="reset_connections"))
+
+    def end_connection(self, conn: Conn, why: str) -> None:
+        """Close ``conn`` (both peers see EOF) if it is still open."""
+        self.call(lambda: self._drop(conn, reset=False, why=why))
 
     def move_listen(self, address: tuple[str, int]) -> None:
         def move() -> None:
@@ -431,20 +449,33 @@ class ProxyLoop:
         for state in self._toxics.values():
             stage = self._attach(conn, state, now, new=True)
             if isinstance(stage, Refuse):
-                cut = stage.connect()
-                self._report(state, stage, conn.number, state.stream)
-                self._drop(
-                    conn,
-                    reset=cut == RESET,
-                    why=f"toxic {state.name} {'reset' if cut == RESET else 'closed'} it at connect",
-                    linger=True,
-                )
+                self._refuse(conn, state, stage)
                 return
+        observer = _observer
+        if observer is not None:
+            # After the toxics: the observer's stages see what would reach each peer.
+            for state, stage in observer(self, conn, now):
+                flow = conn.flow(state.stream)
+                flow.stages.append((state, stage))
+                self._pump.touch(flow)
+                if isinstance(stage, Refuse):
+                    self._refuse(conn, state, stage)
+                    return
         code = server.connect_ex(address)
         if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
             self._refused(conn, code)
             return
         self._pump.update(conn)
+
+    def _refuse(self, conn: Conn, state: ToxicState, stage: Refuse) -> None:
+        cut = stage.connect()
+        self._report(state, stage, conn.number, state.stream)
+        self._drop(
+            conn,
+            reset=cut == RESET,
+            why=f"toxic {state.name} {'reset' if cut == RESET else 'closed'} it at connect",
+            linger=True,
+        )
 
     def _connected(self, conn: Conn) -> None:
         code = conn.server.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)

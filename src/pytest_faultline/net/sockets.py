@@ -14,6 +14,7 @@ Unix sockets pass through untouched, which keeps asyncio's self-pipe (a Unix soc
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
 import socket
@@ -300,7 +301,7 @@ class SocketFaults:
             if conn.peer is None and not self._learn_peer(sock, conn):
                 continue  # listening or never connected: not a connection
             try:
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                _socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 continue  # already gone
             with self._lock:
@@ -463,7 +464,7 @@ class SocketFaults:
         what = EventKind.RESET if rule.kind == "reset_after" else EventKind.EOF
         self.faultline.record(what, conn.name(), f"after {rule.nbytes} bytes ({rule.describe()})")
         with contextlib.suppress(OSError):  # it really ends, so the peer's code sees it too
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            _socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def _stall(
         self,

@@ -175,8 +175,8 @@ class BytecodeHook:
     def __init__(self, modules: Iterable[str], files: frozenset[str]) -> None:
         self.codes = module_code(modules)
         self.files = files
-        for code in self.codes:
-            point_table(code)
+        # Tables are made when a code object first runs, not here: a module's every function
+        # through dis cost tens of milliseconds before the first run of a process.
         self._tool: int | None = None
 
     # -- sys.monitoring (3.12+): local events on the modules' code, filtered by thread ----------
@@ -202,7 +202,10 @@ class BytecodeHook:
         self._tool = None
 
     def _on_instruction(self, code: CodeType, offset: int) -> Any:
-        entry = _TABLES[code].get(offset)
+        table = _TABLES.get(code)
+        if table is None:
+            table = point_table(code)
+        entry = table.get(offset)
         if entry is None:
             return sys.monitoring.DISABLE  # type: ignore[attr-defined,unused-ignore]
         ctx = current()

@@ -7,8 +7,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .. import _points, _raw
 from .._sites import relative
@@ -19,13 +18,42 @@ from . import runtime
 from .integration import install_park_hook
 from .lines import make_hook
 from .patches import PatchSet
-from .report import describe_blocking, swimlane
 from .runtime import DONE, OUTSIDE, Decision, Scheduler, Step, ThreadRecord
 from .strategies import DepthFirst, PrefixReplay, Strategy, TokenReplay, preemptions
 
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from .._context import FaultContext
     from ..actions import Hit
+
+    # Protocols for the type checker only (building one costs ~0.2 ms at import).
+
+    class Lane(Protocol):
+        """A thread or an asyncio task as the reports show it."""
+
+        @property
+        def title(self) -> str: ...
+
+    class RunLog(Protocol):
+        """What a run leaves for shrinking and reports, whether it scheduled threads
+        (:class:`~.runtime.Scheduler`) or asyncio tasks (``aio``'s controlled loop)."""
+
+        @property
+        def decisions(self) -> list[Decision]: ...
+        @property
+        def trace(self) -> Sequence[Step]: ...
+        @property
+        def steps(self) -> int: ...
+        @property
+        def stalled(self) -> bool: ...
+        @property
+        def threads(self) -> Sequence[Lane]: ...
+        @property
+        def failure_thread(self) -> Lane | None: ...
+        @property
+        def preempted_at(self) -> set[int]: ...
+
 
 __all__ = ["Exploration", "RunOptions", "run_once"]
 
@@ -42,53 +70,53 @@ SUPERVISE_POLL_S = 0.02
 UNWIND_BOUND_S = 2.0
 
 
-@dataclass(frozen=True)
+# RunOptions, RunResult and Exploration are plain classes, not dataclasses: this module is
+# imported by the first exploration of a process, and each dataclass costs about a millisecond
+# to build (the cold start to the first failing schedule is measured in milliseconds).
+
+
 class RunOptions:
     """How each run is driven (validated by ``explore``)."""
 
-    line_files: frozenset[str] = frozenset()
-    preempt: str = "sync"  # "lines" or "bytecode": the points in ``modules`` (files: line_files)
-    modules: tuple[str, ...] = ()
-    namespaces: tuple[dict[str, Any], ...] = ()
-    stall_timeout: float = DEFAULT_STALL_S
-    max_steps: int = DEFAULT_MAX_STEPS
-    clock: Any = None  # the test's running clock, if any
+    __slots__ = (
+        "clock",
+        "line_files",
+        "max_steps",
+        "modules",
+        "namespaces",
+        "preempt",
+        "stall_timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        line_files: frozenset[str] = frozenset(),
+        preempt: str = "sync",
+        modules: tuple[str, ...] = (),
+        namespaces: tuple[dict[str, Any], ...] = (),
+        stall_timeout: float = DEFAULT_STALL_S,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        clock: Any = None,
+    ) -> None:
+        self.line_files = line_files
+        self.preempt = preempt  # "lines" or "bytecode": the points in ``modules``
+        self.modules = modules
+        self.namespaces = namespaces
+        self.stall_timeout = stall_timeout
+        self.max_steps = max_steps
+        self.clock = clock  # the test's running clock, if any
 
 
-class Lane(Protocol):
-    """A thread or an asyncio task as the reports show it."""
-
-    @property
-    def title(self) -> str: ...
-
-
-class RunLog(Protocol):
-    """What a run leaves for shrinking and reports, whether it scheduled threads
-    (:class:`~.runtime.Scheduler`) or asyncio tasks (``aio``'s controlled loop)."""
-
-    @property
-    def decisions(self) -> list[Decision]: ...
-    @property
-    def trace(self) -> Sequence[Step]: ...
-    @property
-    def steps(self) -> int: ...
-    @property
-    def stalled(self) -> bool: ...
-    @property
-    def threads(self) -> Sequence[Lane]: ...
-    @property
-    def failure_thread(self) -> Lane | None: ...
-    @property
-    def preempted_at(self) -> set[int]: ...
-
-
-@dataclass
 class RunResult:
     """One run: its failure (if any), its decisions and the scheduler (for the report)."""
 
-    decider: Decider
-    sched: RunLog
-    failure: BaseException | None
+    __slots__ = ("decider", "failure", "sched")
+
+    def __init__(self, decider: Decider, sched: RunLog, failure: BaseException | None) -> None:
+        self.decider = decider
+        self.sched = sched
+        self.failure = failure
 
     @property
     def decisions(self) -> list[Decision]:
@@ -103,30 +131,59 @@ class RunResult:
         return self.decider.token().encode()
 
 
-@dataclass
 class Exploration:
     """The outcome of ``faultline.explore``: how many schedules ran, whether the space was
     exhausted (``dfs``), and the failure with its replay token."""
 
-    strategy: str
-    preempt: str = "sync"  # the granularity an exhaustive search is exhaustive at
-    schedules: int = 0
-    exhausted: bool = False
-    failure: BaseException | None = None
-    token: str | None = None
-    seed: int | None = None
-    preemptions: int | None = None
-    found_preemptions: int | None = None
-    shrink_runs: int = 0
-    reproducible: bool = True
-    replayed: str = ""  # "token" (given) or "cache" (a failing token from pytest's cache)
-    decisions: int = 0
-    elapsed: float = 0.0
-    found_after: float | None = None  # seconds until the first failing schedule ended
-    report: str = ""
-    notes: list[str] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
-    uncontrolled: list[str] = field(default_factory=list)  # what decided runs besides the seed
+    def __init__(
+        self,
+        strategy: str,
+        preempt: str = "sync",
+        schedules: int = 0,
+        exhausted: bool = False,
+        failure: BaseException | None = None,
+        token: str | None = None,
+        seed: int | None = None,
+        preemptions: int | None = None,
+        found_preemptions: int | None = None,
+        shrink_runs: int = 0,
+        reproducible: bool = True,
+        replayed: str = "",
+        decisions: int = 0,
+        elapsed: float = 0.0,
+        found_after: float | None = None,
+        report: str = "",
+        notes: list[str] | None = None,
+        steps: list[Step] | None = None,
+        uncontrolled: list[str] | None = None,
+    ) -> None:
+        self.strategy = strategy
+        self.preempt = preempt  # the granularity an exhaustive search is exhaustive at
+        self.schedules = schedules
+        self.exhausted = exhausted
+        self.failure = failure
+        self.token = token
+        self.seed = seed
+        self.preemptions = preemptions
+        self.found_preemptions = found_preemptions
+        self.shrink_runs = shrink_runs
+        self.reproducible = reproducible
+        self.replayed = replayed  # "token" (given) or "cache" (a failing token from the cache)
+        self.decisions = decisions
+        self.elapsed = elapsed
+        self.found_after = found_after  # seconds until the first failing schedule ended
+        self.report = report
+        self.notes: list[str] = [] if notes is None else notes
+        self.steps: list[Step] = [] if steps is None else steps
+        # what decided the runs besides the seed (an executor made before an asyncio run)
+        self.uncontrolled: list[str] = [] if uncontrolled is None else uncontrolled
+
+    def __repr__(self) -> str:
+        return (
+            f"Exploration(strategy={self.strategy!r}, preempt={self.preempt!r}, "
+            f"schedules={self.schedules!r}, exhausted={self.exhausted!r}, "
+            f"failure={self.failure!r}, token={self.token!r})"
+        )
 
     @property
     def passed(self) -> bool:
@@ -247,6 +304,8 @@ def _blocked_in(sched: Scheduler, rec: ThreadRecord) -> tuple[str, object, int] 
     op = dis.opname[code.co_code[lasti]]
     if not (op.startswith("CALL") or op in ("BEFORE_WITH", "SETUP_WITH", "PRECALL")):
         return None
+    from .report import describe_blocking
+
     return describe_blocking(frame), code, lasti
 
 
@@ -404,6 +463,8 @@ def describe_failure(
         and not isinstance(result.failure, DeadlockError)
     ):
         lines.append(f"raised in {who.title} at {_raise_site(result.failure)}")
+    from .report import swimlane
+
     lines.append(swimlane(result.sched))
     return "\n".join(lines)
 

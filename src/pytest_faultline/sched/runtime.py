@@ -17,18 +17,28 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from .. import _raw, _sites
 from ..errors import DeadlockError, FaultlineError
 
 if TYPE_CHECKING:
     from types import FrameType
+    from typing import Protocol
 
     from ..decider import Stream
 
-__all__ = ["Abort", "Scheduler", "Strategy", "ThreadRecord", "current"]
+    # For the type checker only (building a Protocol costs ~0.2 ms at import).
+    class Strategy(Protocol):
+        """Chooses the next thread. ``pick`` returns an index into ``alts`` and must record it in
+        ``sched.stream`` (the recorded stream the replay token is made of)."""
+
+        name: str
+
+        def pick(self, sched: Scheduler, me: ThreadRecord, alts: list[ThreadRecord]) -> int: ...
+
+
+__all__ = ["Abort", "Scheduler", "ThreadRecord", "current"]
 
 READY, BLOCKED, OUTSIDE, DONE = "ready", "blocked", "outside", "done"
 # A thread whose run was stopped: Abort was raised in it once, and from then on it runs as an
@@ -79,32 +89,40 @@ class Decision(NamedTuple):
         return self.current_ready and self.k > 0
 
 
-class Strategy(Protocol):
-    """Chooses the next thread. ``pick`` returns an index into ``alts`` and must record it in
-    ``sched.stream`` (the recorded stream the replay token is made of)."""
-
-    name: str
-
-    def pick(self, sched: Scheduler, me: ThreadRecord, alts: list[ThreadRecord]) -> int: ...
-
-
-@dataclass(eq=False)
 class ThreadRecord:
-    """A managed thread as the scheduler sees it."""
+    """A managed thread as the scheduler sees it (a plain class, not a dataclass: this module is
+    imported by the first exploration, and building a dataclass costs a millisecond)."""
 
-    index: int
-    thread: threading.Thread | None
-    gate: Any  # a raw lock, locked while the thread may not run
-    state: str = READY
-    ident: int | None = None
-    pred: Callable[[], bool] | None = None
-    deadline: float | None = None
-    op: str = "start"
-    resource: object = None
-    site: str = "?"
-    entered: bool = False
-    noted: tuple[str, str] = ("", "")
-    evicted: str = ""  # what the supervisor saw it blocked in, when it moved it outside
+    __slots__ = (
+        "deadline",
+        "entered",
+        "evicted",
+        "gate",
+        "ident",
+        "index",
+        "noted",
+        "op",
+        "pred",
+        "resource",
+        "site",
+        "state",
+        "thread",
+    )
+
+    def __init__(self, index: int, thread: threading.Thread | None, gate: Any) -> None:
+        self.index = index
+        self.thread = thread
+        self.gate = gate  # a raw lock, locked while the thread may not run
+        self.state = READY
+        self.ident: int | None = None
+        self.pred: Callable[[], bool] | None = None
+        self.deadline: float | None = None
+        self.op = "start"
+        self.resource: object = None
+        self.site = "?"
+        self.entered = False
+        self.noted: tuple[str, str] = ("", "")
+        self.evicted = ""  # what the supervisor saw it blocked in, when it moved it outside
 
     @property
     def label(self) -> str:

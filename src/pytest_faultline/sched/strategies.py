@@ -9,43 +9,45 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ..exploring import STRATEGIES
 from .runtime import Decision
 
 if TYPE_CHECKING:
+    # Protocols for the type checker only: building a Protocol class costs ~0.2 ms at import,
+    # and this module is on the first exploration's path.
+    from typing import Protocol
+
     from ..decider import Stream
+
+    class Chooser(Protocol):
+        """What a strategy needs of a scheduler (threads or asyncio tasks): the recorded
+        stream its choices go to."""
+
+        @property
+        def stream(self) -> Stream: ...
+
+    class Runnable(Protocol):
+        """What a strategy needs of an alternative (a thread or a task): a stable index in
+        the run."""
+
+        @property
+        def index(self) -> int: ...
+
 
 __all__ = [
     "STRATEGIES",
-    "Chooser",
     "DepthFirst",
     "PrefixReplay",
     "Probabilistic",
     "RandomWalk",
-    "Runnable",
     "TokenReplay",
     "make_strategy",
     "preemptions",
 ]
 
 PCT_FIRST_ESTIMATE = 20
-
-
-class Chooser(Protocol):
-    """What a strategy needs of a scheduler (threads or asyncio tasks): the recorded stream its
-    choices go to."""
-
-    @property
-    def stream(self) -> Stream: ...
-
-
-class Runnable(Protocol):
-    """What a strategy needs of an alternative (a thread or a task): a stable index in the run."""
-
-    @property
-    def index(self) -> int: ...
 
 
 def preemptions(decisions: Sequence[Decision]) -> int:

@@ -20,6 +20,7 @@ from ..decider import Decider, ReplayToken, derive_seed
 from ..errors import FaultlineError, ScenarioError
 from . import SWEEPS
 from ._probe import Fault, Probe
+from ._threads import thread_failures
 from .kinds import FaultKind, parse_kinds
 from .sites import THREAD, Site
 
@@ -270,6 +271,7 @@ class _Session:
                 self._first_progress = live.first_after
                 self._progress_every = live.every
         self._wrapped = False
+        self.proxy_base = 0
         self.scheduled = any(kind.scheduled for kind in options.kinds)
         self.runner: Any = None  # runs the body under a scheduler, for a scheduled sweep
 
@@ -399,6 +401,7 @@ class _Session:
         return run
 
     def _once(self, faults: tuple[Fault, ...], decider: Decider) -> Run:
+        from ..net import relay
         from ..net._socket_patches import set_observer as set_socket_observer
 
         probe = Probe(
@@ -407,6 +410,7 @@ class _Session:
             faults,
             recording=not faults and decider.token_in is None,
             foreign=set(self.foreign),
+            proxy_base=self.proxy_base,
         )
         failure: BaseException | None = None
         started = _raw.monotonic()
@@ -415,17 +419,22 @@ class _Session:
         if previous_point is not None:  # the thread scheduler's, when a sweep runs under it
             _points.set_observer(_chain(probe.on_point, previous_point))
         previous_socket = set_socket_observer(probe.on_socket)
+        previous_proxy = relay.set_observer(probe.on_proxy_connection)
         try:
-            with self.context.use_decider(decider):
+            with thread_failures() as died, self.context.use_decider(decider):
                 if self.runner is not None:
                     failure = self.runner.run(probe, decider)
                 else:
                     self.fn()
+            if died and failure is None:  # the body passed, but a thread of it died of the fault
+                failure = died[0]
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
             failure = exc
         finally:
+            relay.set_observer(previous_proxy)
+            probe.finish()
             set_socket_observer(previous_socket)
             _points.set_observer(previous_point)
             self.probe = None
@@ -445,8 +454,11 @@ class _Session:
 
     def _prepare(self) -> None:
         from ..net import SOCKETS, socket_faults
+        from ..net.proxies import PROXIES
 
         self.context.service(SOCKETS, socket_faults)  # socket operations are sites
+        pool = self.context.peek(PROXIES)
+        self.proxy_base = 0 if pool is None else len(pool.generated)
         if self.scheduled:
             from ._sched import ScheduledRuns
 

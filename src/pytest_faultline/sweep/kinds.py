@@ -2,8 +2,9 @@
 
 A kind says which sites it applies to (``applies``) and what it does there: ``at_call`` at a
 fault point or a wrapped call (raise, or drop the connections and go on), ``at_socket`` at a
-socket operation (it makes the call itself, changed, or raises instead), ``switch`` at a
-scheduling point of a thread (which thread runs next). A kind with ``scheduled = True`` makes
+socket operation (it makes the call itself, changed, or raises instead), ``at_proxy`` at a
+proxied connection or chunk (the proxy toxic that does it, as a :class:`ProxyCut`), ``switch``
+at a scheduling point of a thread (which thread runs next). A kind with ``scheduled = True`` makes
 the sweep run every run of the body under the thread scheduler, without preemptions of its own,
 so that the scheduling points a run reaches are sites too. New kinds (asyncio cancellation)
 are added to :data:`KINDS` the same way: a subclass of :class:`FaultKind` and its name.
@@ -11,20 +12,24 @@ are added to :data:`KINDS` the same way: a subclass of :class:`FaultKind` and it
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import errno
 import socket
+import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .. import _raw
 from .._context import EventKind
 from ..errors import FaultlineError, InjectedFault
-from .sites import CALL, POINT, SOCKET, THREAD, Site
+from .sites import CALL, POINT, PROXY, SOCKET, THREAD, Site
 
 if TYPE_CHECKING:
     from .._context import FaultContext
 
-__all__ = ["DEFAULT_KINDS", "KINDS", "FaultKind", "SocketCall", "parse_kinds"]
+__all__ = ["DEFAULT_KINDS", "KINDS", "FaultKind", "ProxyCut", "SocketCall", "parse_kinds"]
 
 READS = ("recv", "recv_into", "recvfrom", "recvfrom_into", "recvmsg")
 EOF_RESULTS: dict[str, Any] = {
@@ -53,10 +58,29 @@ class SocketCall:
     def end(self) -> None:
         """Shut the connection down both ways, so the peer's code sees it end too."""
         with contextlib.suppress(OSError):
-            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+            _socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
 
     def eof(self) -> Any:
         return EOF_RESULTS[self.method]
+
+
+@dataclass(frozen=True)
+class ProxyCut:
+    """What a kind does at a proxy site: one of the embedded proxy's own toxics (``type`` and
+    ``attributes`` as :meth:`~pytest_faultline.net.proxy.EmbeddedProxy.add_toxic` takes them)
+    put on one ``stream`` of that connection alone, from the site on."""
+
+    type: str
+    stream: str
+    attributes: dict[str, int]
+
+
+def _stream(site: Site) -> str:
+    return "downstream" if site.op == "down" else "upstream"  # an accept: the client's side
+
+
+STALL_MS = int(_raw.STALL_BOUND_S * 1000)
+ABORT = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends an RST
 
 
 class FaultKind:
@@ -76,6 +100,11 @@ class FaultKind:
         raise NotImplementedError
 
     def at_socket(self, context: FaultContext, site: Site, op: SocketCall) -> Any:
+        raise NotImplementedError
+
+    def at_proxy(self, site: Site, skip: int) -> ProxyCut:
+        """The toxic that injects this kind at proxy site ``site``; ``skip`` is how many bytes
+        of the chunk now crossing come before the site's offset."""
         raise NotImplementedError
 
     def switch(self, others: int, draw: Callable[[int], int]) -> tuple[int, bool]:
@@ -127,10 +156,17 @@ class StallKind(FaultKind):
     ends_stream = "stall"
 
     def applies(self, site: Site) -> bool:
+        if site.where == PROXY:
+            return True
         return site.where == SOCKET and site.op in ("read", "connect") and site.blocking
 
     def at_socket(self, context: FaultContext, site: Site, op: SocketCall) -> Any:
         raise stalled(op.sock)
+
+    def at_proxy(self, site: Site, skip: int) -> ProxyCut:
+        # Nothing more crosses; the proxy closes the connection after the stall bound, so a
+        # client without a timeout sees an end instead of hanging the test.
+        return ProxyCut("timeout", _stream(site), {"timeout": STALL_MS})
 
 
 def stalled(sock: socket.socket) -> TimeoutError:
@@ -150,28 +186,56 @@ class TruncateKind(FaultKind):
     ends_stream = "eof"
 
     def applies(self, site: Site) -> bool:
-        return site.where == SOCKET and site.op == "read"
+        return (site.where == SOCKET and site.op == "read") or site.where == PROXY
 
     def at_socket(self, context: FaultContext, site: Site, op: SocketCall) -> Any:
         op.end()
         return op.eof()
 
+    def at_proxy(self, site: Site, skip: int) -> ProxyCut:
+        if site.op == "accept":  # accepted, then closed before a byte crosses
+            return ProxyCut("refuse", "upstream", {"reset": 0})
+        # Exactly the bytes before the offset cross, then both peers see the end.
+        return ProxyCut("limit_data", _stream(site), {"bytes": skip})
+
 
 class ResetKind(FaultKind):
     """The peer resets the connection: this read or write raises ``ConnectionResetError``
-    (later reads return EOF); a connect is refused."""
+    (later reads return EOF); a connect is refused. At a shutdown it raises
+    ``OSError(ENOTCONN)``, as Linux does once the peer has reset: cleanup that lets that error
+    skip the close after it leaks the socket. A close ends the connection with a reset instead of
+    an orderly close (as closing with unread input or ``SO_LINGER`` 0 does): the close itself
+    succeeds (Python ignores ``ECONNRESET`` at close), and the peer's next read raises
+    ``ConnectionResetError`` instead of returning EOF."""
 
     name = "reset"
     event = EventKind.RESET
     ends_stream = "eof"
 
     def applies(self, site: Site) -> bool:
-        return site.where == SOCKET
+        return site.where in (SOCKET, PROXY)
+
+    def at_proxy(self, site: Site, skip: int) -> ProxyCut:
+        if site.op == "accept":
+            return ProxyCut("refuse", "upstream", {"reset": 1})
+        # From the chunk that reaches the offset on, nothing crosses: both peers get an RST.
+        return ProxyCut("reset_peer", _stream(site), {"timeout": 0})
 
     def at_socket(self, context: FaultContext, site: Site, op: SocketCall) -> Any:
         if site.op == "connect":
             raise ConnectionRefusedError(
                 errno.ECONNREFUSED, "Connection refused (injected by the faultline sweep)"
+            )
+        if site.op == "close":
+            with contextlib.suppress(OSError):
+                op.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, ABORT)
+            return op.proceed()
+        if site.op == "shutdown":
+            op.end()
+            raise OSError(
+                errno.ENOTCONN,
+                "Transport endpoint is not connected: the peer reset the connection before "
+                "this shutdown (injected by the faultline sweep)",
             )
         op.end()
         raise ConnectionResetError(
@@ -198,6 +262,21 @@ class ShortReadKind(FaultKind):
         else:
             args[0] = 1
         return op.proceed(tuple(args))
+
+
+class ReplyLostKind(FaultKind):
+    """At a proxy's chunk going up: the request reaches the server, and the connection is reset
+    before the first byte of its reply reaches the client (the proxy's ``reply_lost`` toxic). A
+    client that retries a write whose reply it never saw may apply it twice."""
+
+    name = "reply_lost"
+    event = EventKind.RESET
+
+    def applies(self, site: Site) -> bool:
+        return site.where == PROXY and site.op == "up"
+
+    def at_proxy(self, site: Site, skip: int) -> ProxyCut:
+        return ProxyCut("reply_lost", "downstream", {"reset": 1, "times": 1})
 
 
 class PreemptKind(FaultKind):
@@ -237,12 +316,13 @@ KINDS: dict[str, Callable[[], FaultKind]] = {
     "truncate": TruncateKind,
     "reset": ResetKind,
     "short_read": ShortReadKind,
+    "reply_lost": ReplyLostKind,
     "preempt": PreemptKind,
     "preempt_step": PreemptStepKind,
 }
 """Every kind ``kinds=`` may name (an exception class also stands for a ``raise`` of it)."""
 
-DEFAULT_KINDS = ("raise", "disconnect", "stall", "truncate", "reset", "short_read")
+DEFAULT_KINDS = ("raise", "disconnect", "stall", "truncate", "reset", "short_read", "reply_lost")
 KINDS_HELP = (
     "kinds are names among "
     + ", ".join(repr(k) for k in KINDS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .sites import SOCKET, THREAD, Site
+from .sites import PROXY, SOCKET, THREAD, Site
 
 if TYPE_CHECKING:
     from ._probe import Fault
@@ -59,6 +59,8 @@ def _row_cells(sweep: Sweep, site: Site, outcomes: dict[tuple[str, str], str]) -
 
 
 def _group_label(site: Site) -> tuple[str, ...]:
+    if site.where == PROXY:
+        return (site.where, site.location, site.name.rsplit("#", 1)[0], site.op)
     if site.where == SOCKET:
         return (site.where, site.location, site.name.split("#")[0], site.op)
     if site.where == THREAD:
@@ -81,11 +83,15 @@ def _rows(sweep: Sweep) -> list[tuple[str, str, tuple[str, ...]]]:
         first = members[0]
         if len(members) == 1:
             label = first.describe()
+        elif first.where == PROXY:
+            label = _proxy_row(first, members)
         elif first.where == SOCKET:
             names = sorted({m.name for m in members})
             shown = names[0] if len(names) == 1 else f"{names[0]}..{names[-1].split('#')[-1]}"
             offsets = (
-                "" if first.op == "connect" else f" after {_ranges([m.hit for m in members])} B"
+                ""
+                if first.op in ("connect", "close", "shutdown")
+                else f" after {_ranges([m.hit for m in members])} B"
             )
             label = f"{shown} {first.op}{offsets} (x{len(members)})"
         elif first.where == THREAD:
@@ -95,6 +101,14 @@ def _rows(sweep: Sweep) -> list[tuple[str, str, tuple[str, ...]]]:
             label = f"{first.where} {first.name} #{_ranges(hits)}"
         rows.append((label, first.location, cells))
     return rows
+
+
+def _proxy_row(first: Site, members: list[Site]) -> str:
+    """``proxy redis#1..3 down@0,37 (x4)``: the proxy's connections, the chunks' offsets."""
+    proxy = first.name.rsplit("#", 1)[0]
+    numbers = _ranges([int(m.name.rsplit("#", 1)[1]) for m in members])
+    offsets = "" if first.op == "accept" else f"@{_ranges([m.hit for m in members])}"
+    return f"proxy {proxy}#{numbers} {first.op}{offsets} (x{len(members)})"
 
 
 def _ranges(numbers: list[int]) -> str:

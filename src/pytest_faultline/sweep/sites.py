@@ -13,6 +13,7 @@ from ..decider import derive_seed
 __all__ = [
     "CALL",
     "POINT",
+    "PROXY",
     "SOCKET",
     "THREAD",
     "WHERE_CODES",
@@ -25,7 +26,8 @@ POINT = "point"
 CALL = "call"
 SOCKET = "socket"
 THREAD = "thread"  # a scheduling point of a managed thread where another thread could run
-WHERE_CODES = {POINT: 0, CALL: 1, SOCKET: 2, THREAD: 3}
+PROXY = "proxy"
+WHERE_CODES = {POINT: 0, CALL: 1, SOCKET: 2, THREAD: 3, PROXY: 4}
 WHERE_NAMES = {code: where for where, code in WHERE_CODES.items()}
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,17 +41,26 @@ _STDLIB_DIRS = tuple(
 class Site:
     """One place a fault can be injected.
 
-    ``where`` is ``"point"`` (a fault point), ``"call"`` (a target named in ``targets=``) or
-    ``"socket"`` (an operation on a TCP connection of the test). ``name`` is the point's name,
-    the target's path, or the connection's name in its run (``connected#0``, ``accepted#1``: the
-    n-th connection made or accepted in the run). ``op`` is ``connect``, ``read`` or ``write``
-    for sockets. ``hit`` is the arrival number (from 1) for points and calls, the number of bytes
-    that crossed the connection in that direction before this operation for sockets. For
-    ``"thread"`` sites (a sweep with a scheduling kind runs the body under the thread scheduler)
-    ``name`` is the scheduling point's operation (``acquire Odb._odb_lock (R1)``, ``set
-    Endpoint._wake (E1)``, ``point cas.ctrl_units``), ``op`` the thread that reached it and
-    ``hit`` its arrival number there. ``location`` is ``file:line`` of the code that reached it
-    in the recording run."""
+    ``where`` is ``"point"`` (a fault point), ``"call"`` (a target named in ``targets=``),
+    ``"socket"`` (an operation on a TCP connection of the test), ``"proxy"`` (a connection
+    through one of the test's embedded proxies) or ``"thread"`` (a scheduling point of a managed
+    thread, when a sweep with a scheduling kind runs the body under the thread scheduler).
+
+    ``name`` is the point's name, the target's path, or the connection's name in its run: for
+    sockets ``connected#0``, ``accepted#1`` (the n-th connection made or accepted in the run,
+    from 0); for proxies ``redis#2`` (the n-th connection the proxy accepted in the run, from 1,
+    as the proxy's events count them); for threads the scheduling point's operation (``acquire
+    Odb._odb_lock (R1)``, ``set Endpoint._wake (E1)``, ``point cas.ctrl_units``).
+
+    ``op`` is ``connect``, ``read``, ``write``, ``close`` or ``shutdown`` for sockets; ``accept``,
+    ``up`` (a chunk from the client to the server) or ``down`` (from the server to the client)
+    for proxies; the thread that reached it for threads; empty for points and calls.
+
+    ``hit`` is the arrival number (from 1) for points, calls and thread sites; for socket reads
+    and writes and proxy chunks the number of bytes that crossed the connection in that
+    direction before it; 0 for a connect, a close or an accept; the number of earlier shutdowns
+    for a shutdown. ``location`` is ``file:line`` of the code that reached it in the recording
+    run (for a proxy, the upstream it forwards to)."""
 
     where: str
     name: str
@@ -69,9 +80,13 @@ class Site:
 
     def describe(self) -> str:
         if self.where == SOCKET:
-            if self.op == "connect":
-                return f"{self.name} connect"
+            if self.op in ("connect", "close"):
+                return f"{self.name} {self.op}"
+            if self.op == "shutdown":
+                return f"{self.name} shutdown" + (f" #{self.hit + 1}" if self.hit else "")
             return f"{self.name} {self.op} after {self.hit} B"
+        if self.where == PROXY:
+            return f"proxy {self.name} {self.op}" + (f"@{self.hit}" if self.op != "accept" else "")
         if self.where == THREAD:
             return f"{self.op} {self.name} #{self.hit}"
         return f"{self.where} {self.name} #{self.hit}"

@@ -46,6 +46,9 @@ class BaseServer:
         """Wait for the background cleanups started so far (for tests and shutdown)."""
         while self.background:
             await asyncio.gather(*list(self.background), return_exceptions=True)
+            # The done callbacks that discard them run later; on 3.12 a gather of finished
+            # tasks does not even yield, so without this the loop would spin for ever.
+            self.background.difference_update([t for t in self.background if t.done()])
 
     def _spawn(self, coro: object) -> None:
         task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]

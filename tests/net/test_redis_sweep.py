@@ -1,0 +1,81 @@
+"""The sweep over redis-py against a real ``redis-server``, through a named proxy: with no
+``after_bytes=`` or toxic placed by hand, the sweep finds the one request whose lost reply makes
+redis-py's default retry apply ``INCR`` twice, and an idempotent write survives every lost reply
+(the reply-lost how-to, found instead of placed). Skips when redis-server is not on PATH."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from pytest_faultline.controller import Faultline
+from pytest_faultline.sweep.api import Sweep
+
+from .test_redis_retry import INCR_ONCE, key, redis, server_value
+
+__all__ = ["key"]  # the fixture, shared with the retry tests (redis_server is the conftest's)
+
+
+@pytest.fixture
+def fl(request: pytest.FixtureRequest) -> Iterator[Faultline]:
+    controller = Faultline(seed=19, nodeid=request.node.nodeid)
+    yield controller
+    controller.close()
+
+
+def reset(redis_server: tuple[str, int], key: str) -> None:
+    """Fresh state for each run, made on a direct connection: the counter and the request id
+    gone, the script loaded (so the proxied client sends the same bytes in every run)."""
+    direct = redis.Redis(*redis_server)
+    try:
+        direct.delete(key, f"{key}:done")
+        direct.script_load(INCR_ONCE)
+    finally:
+        direct.close()
+
+
+def sweep_incr(
+    fl: Faultline, redis_server: tuple[str, int], key: str, *, idempotent: bool
+) -> Callable[[], Sweep]:
+    proxy = fl.proxy(redis_server, name="redis")
+
+    def body() -> None:
+        reset(redis_server, key)
+        client = redis.Redis(*proxy.listen)  # redis-py's defaults: 3 retries
+        try:
+            if idempotent:
+                assert client.register_script(INCR_ONCE)(keys=[key, f"{key}:done"]) == 1
+            else:
+                client.incr(key)
+            assert server_value(redis_server, key) == 1, "the increment was applied twice"
+        finally:
+            client.close()
+
+    return lambda: fl.sweep(body, kinds=["reply_lost", "truncate"], raises=False)
+
+
+def test_the_sweep_finds_the_request_whose_lost_reply_is_applied_twice(
+    fl: Faultline, redis_server: tuple[str, int], key: str
+) -> None:
+    found = sweep_incr(fl, redis_server, key, idempotent=False)()
+    ups = [s for s in found.sites if s.where == "proxy" and s.op == "up"]
+    assert len(ups) >= 2  # the connection's handshake, then INCR
+    failed = {(r.sites[0].describe(), found.kinds[r.faults[0].kind]) for r in found.failures}
+    incr = ups[-1].describe()
+    assert failed == {(incr, "reply_lost")}, found.report()
+    (failure,) = found.failures
+    assert "applied twice" in str(failure.failure)
+    assert failure.reproducible
+    # A lost reply to the handshake, and every cut of a request or a reply, is retried safely.
+    assert sum(r.outcome == "pass" for r in found.singles) == len(found.singles) - 1
+
+
+def test_an_idempotent_write_survives_every_lost_reply(
+    fl: Faultline, redis_server: tuple[str, int], key: str
+) -> None:
+    found = sweep_incr(fl, redis_server, key, idempotent=True)()
+    lost = [r for r in found.singles if found.kinds[r.faults[0].kind] == "reply_lost"]
+    assert len(lost) >= 2
+    assert found.passed, found.report()
+    assert all(r.outcome == "pass" for r in found.singles), found.report()
