@@ -80,7 +80,7 @@ def test_scenario_on_an_async_def_test(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(
         [
-            "*faultline: schedule * (of up to 100, random, preempt=sync) failed*",
+            "*faultline: schedule * (of up to 100, pct, depth 3, preempt=sync) failed*",
             "*replay: pytest test_sessions.py::test_naive --faultline-replay=fl1.*",
             "*step | T0 (main)*",
         ]

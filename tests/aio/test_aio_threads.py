@@ -298,7 +298,7 @@ async def scenario(fixed):
     await asyncio.gather(asyncio.to_thread(worker), task())
     assert state["n"] == 2
 
-@pytest.mark.faultline("task_interleaving", runs=100)
+@pytest.mark.faultline("task_interleaving", runs=500)
 async def test_naive():
     await scenario(fixed=False)
 
@@ -324,8 +324,8 @@ def test_scenario_explores_and_replays_tasks_and_threads(pytester: pytest.Pytest
 
 WITH_PYTEST_ASYNCIO = (
     SCENARIO.replace(
-        '@pytest.mark.faultline("task_interleaving", runs=100)',
-        '@pytest.mark.asyncio\n@pytest.mark.faultline("task_interleaving", runs=100)',
+        '@pytest.mark.faultline("task_interleaving", runs=500)',
+        '@pytest.mark.asyncio\n@pytest.mark.faultline("task_interleaving", runs=500)',
     )
     + """
 

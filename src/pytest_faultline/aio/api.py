@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .._context import EventKind, ServiceKey
 from ..decider import Decider
 from ..errors import DeadlockError, FaultlineError, ScenarioError
-from ..exploring import ExploreOptions
+from ..exploring import TASK_STRATEGY, ExploreOptions
 from ..sched.explore import Exploration, RunOptions, RunResult
 from ..sched.integration import active_clock
 from ..sched.session import ExplorationSession, checked_token, options_from
@@ -200,6 +200,8 @@ def explore(
     raise it with the report attached (or return it with ``raises=False``)."""
     __tracebackhide__ = True
     given.pop("namespaces", None)  # thread-only: asyncio primitives are patched on their class
+    if options is None and given.get("strategy") is None:
+        given["strategy"] = TASK_STRATEGY
     options = options_from(faultline, options, {**given, "shrink_failures": shrink_failures})
     if options.preempt in ("lines", "bytecode"):
         raise FaultlineError(

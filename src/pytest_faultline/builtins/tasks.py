@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 def task_interleaving(
     faultline: Faultline,
     runs: int = 100,
-    strategy: Literal["random", "pct", "dfs"] = "random",
+    strategy: Literal["random", "pct", "dfs"] = "pct",
     depth: int = 3,
     max_preemptions: int | None = None,
     preempt: Literal["sync", "awaits"] = "sync",
