@@ -63,12 +63,19 @@ def test_the_sweep_finds_the_request_whose_lost_reply_is_applied_twice(
     assert len(ups) >= 2  # the connection's handshake, then INCR
     failed = {(r.sites[0].describe(), found.kinds[r.faults[0].kind]) for r in found.failures}
     incr = ups[-1].describe()
-    assert failed == {(incr, "reply_lost")}, found.report()
-    (failure,) = found.failures
-    assert "applied twice" in str(failure.failure)
-    assert failure.reproducible
-    # A lost reply to the handshake, and every cut of a request or a reply, is retried safely.
-    assert sum(r.outcome == "pass" for r in found.singles) == len(found.singles) - 1
+    assert (incr, "reply_lost") in failed, found.report()
+    # Besides: a cut of the downstream chunk that holds INCR's reply is a lost reply too. Where
+    # that chunk starts depends on how redis-server's replies to the pipelined handshake and to
+    # INCR were split into reads (timing), so it is a site of its own in some runs only.
+    others = failed - {(incr, "reply_lost")}
+    assert all(kind == "truncate" and " down@" in site for site, kind in others), others
+    for failure in found.failures:
+        assert "applied twice" in str(failure.failure)
+    lost = next(r for r in found.failures if r.sites[0].describe() == incr)
+    assert lost.reproducible
+    # Every other lost reply (the handshake's) and every cut of a request is retried safely.
+    assert all(r.outcome == "pass" for r in found.singles if r not in found.failures)
+    assert len(found.failures) <= 2, found.report()
 
 
 def test_an_idempotent_write_survives_every_lost_reply(
