@@ -320,7 +320,7 @@ def strategy_table() -> None:
     import os
     import statistics
 
-    from pytest_faultline.exploring import DEFAULT_STRATEGY, STRATEGIES
+    from pytest_faultline.exploring import STRATEGIES, TASK_STRATEGY
 
     # The races' code must be the importable module's (preempt="awaits" patches its awaits).
     here = os.path.dirname(os.path.abspath(__file__))
@@ -335,7 +335,8 @@ def strategy_table() -> None:
         races[name] = (make(), {})
     print(
         f"schedules until the first failure (median of {STRATEGY_SEEDS} seeds, at most "
-        f"{STRATEGY_RUNS}; warm, in this process); default strategy: {DEFAULT_STRATEGY}"
+        f"{STRATEGY_RUNS}; warm, in this process); task default: {TASK_STRATEGY} (exploring.py: "
+        f"level here, and the only one that finds the redis.asyncio race over real sockets)"
     )
     print(f"{'race':20}" + "".join(f"{s:>14}" for s in STRATEGIES))
     totals = dict.fromkeys(STRATEGIES, 0.0)
