@@ -71,28 +71,22 @@ POLL_EVERY = 256  # steps without a poll after which ready I/O is taken in anywa
 Event = tuple[selectors.SelectorKey, int]
 
 
+def _stream_waiter(transport: Any) -> Any:
+    """The pending future of the task that awaits more data from the stream reader on
+    ``transport`` (None: nobody waits, or it is not a stream)."""
+    reader = getattr(getattr(transport, "_protocol", None), "_stream_reader", None)
+    waiter = getattr(reader, "_waiter", None)
+    return None if waiter is None or waiter.done() else waiter
+
+
 def waiting_task(handle: asyncio.Handle) -> asyncio.Task[Any] | None:
     """The task a socket's read callback will wake: the one awaiting its stream reader."""
-    transport = getattr(handle._callback, "__self__", None)  # type: ignore[attr-defined]
-    protocol = getattr(transport, "_protocol", None)
-    if protocol is None:
-        return None
-    reader = getattr(protocol, "_stream_reader", None)
-    waiter = getattr(reader, "_waiter", None)
-    if waiter is None or waiter.done():
-        return None
+    waiter = _stream_waiter(getattr(handle._callback, "__self__", None))  # type: ignore[attr-defined]
     for callback, _context in getattr(waiter, "_callbacks", None) or ():
         owner = getattr(callback, "__self__", None)
         if isinstance(owner, asyncio.Task):
             return owner
     return None
-
-
-def _stream_waits(transport: Any) -> bool:
-    """Whether a task awaits more data from the stream reader on ``transport``."""
-    reader = getattr(getattr(transport, "_protocol", None), "_stream_reader", None)
-    waiter = getattr(reader, "_waiter", None)
-    return waiter is not None and not waiter.done()
 
 
 class IoGate:
@@ -232,7 +226,9 @@ class IoGate:
         wanted |= {
             (fd, selectors.EVENT_READ)
             for fd, transport in self.clients.items()
-            if fd in reading and fd not in self.slow_readers and _stream_waits(transport)
+            if fd in reading
+            and fd not in self.slow_readers
+            and _stream_waiter(transport) is not None
         }
         wanted |= {
             (key.fd, selectors.EVENT_WRITE)
