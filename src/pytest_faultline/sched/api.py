@@ -25,7 +25,7 @@ from .explore import (
     test_namespace,
 )
 from .integration import active_clock
-from .lines import module_files
+from .lines import module_files, restart_disabled
 from .session import ExplorationSession, checked_token, options_from
 from .strategies import Strategy
 
@@ -95,7 +95,10 @@ def explore(
             "scenario; for threads use preempt='sync' or 'lines'"
         )
     session = _Session(faultline, fn, options, token, namespaces)
-    return session.explore(raises=raises)
+    try:
+        return session.explore(raises=raises)
+    finally:
+        restart_disabled()  # runs keep the lines they disabled for the next run, not beyond
 
 
 class _Session(ExplorationSession):

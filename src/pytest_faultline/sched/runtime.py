@@ -48,7 +48,7 @@ UNWINDING = "unwinding"
 # the run, C code) for this long is moved outside, as a blocking socket call is, so the others run.
 EVICT_AFTER_S = 0.005
 BLOCKING_OPS = frozenset({"acquire", "join"})  # shown as "acquire (blocked)" when they wait
-DEADLOCK_GRACE_S = 0.002  # real time given to unmanaged threads before "all blocked" is final
+DEADLOCK_GRACE_S = 0.002  # real time given to other threads before "all blocked" is final
 FOREIGN_POLL_S = 0.0005
 FOREIGN_GRACE_S = 0.1  # when threads outside the run touched managed primitives
 TRACE_STEPS = 200
@@ -215,6 +215,7 @@ class Scheduler:
         self.aborted = False
         self.stalled = False
         self.foreign = False
+        self.supervisor = _raw.get_ident()  # the thread that runs the exploration and waits
         self.abandoned: list[ThreadRecord] = []
         self.all_done = _raw.RawEvent()
         self._counters: dict[str, int] = {}
@@ -586,13 +587,20 @@ class Scheduler:
     def _grace(self) -> float:
         """Real seconds to wait before "every managed thread is blocked" is a deadlock."""
         if not self.foreign:
-            return DEADLOCK_GRACE_S
+            return 0.0 if self._alone() else DEADLOCK_GRACE_S
         for t in self.threads:
             res = t.resource
             locked = getattr(res, "locked", None)
             if t.state == BLOCKED and callable(locked) and locked() and not _holders_of(res):
                 return self.stall_timeout  # a thread outside the run holds it: wait for it
         return FOREIGN_GRACE_S
+
+    def _alone(self) -> bool:
+        """No Python thread but the run's own and the exploring one exists: nothing outside the
+        run can release what its threads wait for, so no grace is due."""
+        ours = {t.ident for t in self.threads}
+        ours.add(self.supervisor)
+        return all(ident in ours for ident in self.frames())
 
     def _too_many_steps(self, me: ThreadRecord) -> None:
         if self.threads[0].state == DONE:
