@@ -4,15 +4,20 @@ benchmark chose."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import re
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from pytest_faultline.controller import Faultline
 from pytest_faultline.exploring import DEFAULT_STRATEGY, ExploreOptions
 
 FIRST_EXPLORATION = textwrap.dedent(
@@ -142,3 +147,112 @@ def test_explore_options_are_an_immutable_value() -> None:
     assert copy.deepcopy(options) == options
     assert pickle.loads(pickle.dumps(options)) == options
     assert "runs=5" in repr(options)
+
+
+GRACE = textwrap.dedent(
+    """
+    import json, sys, threading
+    from pytest_faultline.controller import Faultline
+    from pytest_faultline.sched import runtime
+
+    graces = []
+    real = runtime.Scheduler._grace
+
+    def spy(self):
+        graces.append(real(self))
+        return graces[-1]
+
+    runtime.Scheduler._grace = spy
+    release = threading.Event()  # made before any run: a real event
+    if sys.argv[1] == "outsider":  # a thread outside the run that could release something
+        outsider = threading.Thread(target=release.wait, args=(30,))
+        outsider.start()
+
+    def body():
+        first, second = threading.Lock(), threading.Lock()
+
+        def forward():
+            with first, second:
+                pass
+
+        def backward():
+            with second, first:
+                pass
+
+        threads = [threading.Thread(target=forward), threading.Thread(target=backward)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    fl = Faultline(seed=3, nodeid="grace")
+    result = fl.explore(body, runs=200, raises=False, shrink_failures=False)
+    fl.close()
+    release.set()
+    print(json.dumps({"failure": type(result.failure).__name__, "graces": sorted(set(graces))}))
+    """
+)
+
+
+@pytest.mark.parametrize("who", ["alone", "outsider"])
+def test_a_deadlock_is_final_at_once_when_no_other_thread_could_end_it(who: str) -> None:
+    """Every thread of the run blocked and no other Python thread alive: nothing can release
+    them, so the report does not wait the grace (2 ms per deadlocked schedule). With another
+    thread alive (it might release what they wait for) the grace is still given."""
+    from pytest_faultline.sched.runtime import DEADLOCK_GRACE_S
+
+    done = subprocess.run(
+        [sys.executable, "-c", GRACE, who], capture_output=True, text=True, timeout=60, check=True
+    )
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["failure"] == "DeadlockError"
+    assert out["graces"] == ([0.0] if who == "alone" else [DEADLOCK_GRACE_S])
+
+
+def _two_threads(target: Callable[[], None]) -> None:
+    threads = [threading.Thread(target=target) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def _lost_update() -> None:
+    box = {"n": 0}
+
+    def bump() -> None:
+        n = box["n"]
+        box["n"] = n + 1
+
+    _two_threads(bump)
+    assert box["n"] == 2, "lost update"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
+def test_lines_mode_re_enables_disabled_lines_once_per_exploration(
+    faultline: Faultline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each run used to call ``sys.monitoring.restart_events()``, so every line of every module
+    it passed fired and was disabled again (a third of a run's cost). Now the runs of one
+    exploration keep what they disabled, and its end re-enables it, so no disabled line
+    outlives the exploration (another tool may take the id)."""
+    from pytest_faultline.sched import lines
+
+    bytecode_app = importlib.import_module("bytecode_app")  # beside this module
+    restarts: list[object] = []
+    monitoring: Any = getattr(sys, "monitoring")  # noqa: B009 (3.12+; mypy runs on 3.11 too)
+    real = monitoring.restart_events
+    monkeypatch.setattr(monitoring, "restart_events", lambda: restarts.append(real()))
+
+    def body() -> None:  # lines of this module run, and are disabled: not in modules=
+        _two_threads(bytecode_app.Hits().locked_bump)
+
+    result = faultline.explore(body, runs=20, preempt="lines", modules=[bytecode_app.__name__])
+    assert result.schedules == 20
+    assert len(restarts) == 2  # the first run's install, and the end of the exploration
+    assert lines._DISABLED[0] is None
+    # The next exploration traces this module: its lines fire again, and the race is found.
+    found = faultline.explore(
+        _lost_update, runs=200, preempt="lines", modules=[__name__], raises=False
+    )
+    assert isinstance(found.failure, AssertionError)
