@@ -229,13 +229,14 @@ def _lost_update() -> None:
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
-def test_lines_mode_re_enables_disabled_lines_once_per_exploration(
+def test_lines_mode_instruments_once_per_exploration(
     faultline: Faultline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each run used to call ``sys.monitoring.restart_events()``, so every line of every module
-    it passed fired and was disabled again (a third of a run's cost). Now the runs of one
-    exploration keep what they disabled, and its end re-enables it, so no disabled line
-    outlives the exploration (another tool may take the id)."""
+    """Each run used to claim a ``sys.monitoring`` tool, set its events and call
+    ``restart_events()``, so every line of every module it passed fired and was disabled again
+    (a third of a run's cost). Now the runs of one exploration share the hook and keep what they
+    disabled; the exploration's end frees the tool and re-enables what was disabled, so nothing
+    outlives it (another tool may take the id)."""
     from pytest_faultline.sched import lines
 
     bytecode_app = importlib.import_module("bytecode_app")  # beside this module
@@ -243,6 +244,14 @@ def test_lines_mode_re_enables_disabled_lines_once_per_exploration(
     monitoring: Any = getattr(sys, "monitoring")  # noqa: B009 (3.12+; mypy runs on 3.11 too)
     real = monitoring.restart_events
     monkeypatch.setattr(monitoring, "restart_events", lambda: restarts.append(real()))
+    claimed: list[int] = []
+    claim = lines.claim_tool
+
+    def counted_claim(mode: str) -> int:
+        claimed.append(claim(mode))
+        return claimed[-1]
+
+    monkeypatch.setattr(lines, "claim_tool", counted_claim)
 
     def body() -> None:  # lines of this module run, and are disabled: not in modules=
         _two_threads(bytecode_app.Hits().locked_bump)
@@ -251,6 +260,9 @@ def test_lines_mode_re_enables_disabled_lines_once_per_exploration(
     assert result.schedules == 20
     assert len(restarts) == 2  # the first run's install, and the end of the exploration
     assert lines._DISABLED[0] is None
+    # One sys.monitoring tool for the whole exploration (not one per run), free at its end.
+    assert len(claimed) == 1
+    assert monitoring.get_tool(claimed[0]) is None
     # The next exploration traces this module: its lines fire again, and the race is found.
     found = faultline.explore(
         _lost_update, runs=200, preempt="lines", modules=[__name__], raises=False

@@ -25,7 +25,7 @@ from .explore import (
     test_namespace,
 )
 from .integration import active_clock
-from .lines import module_files, restart_disabled
+from .lines import make_hook, module_files, restart_disabled
 from .session import ExplorationSession, checked_token, options_from
 from .strategies import Strategy
 
@@ -98,7 +98,7 @@ def explore(
     try:
         return session.explore(raises=raises)
     finally:
-        restart_disabled()  # runs keep the lines they disabled for the next run, not beyond
+        session.close()
 
 
 class _Session(ExplorationSession):
@@ -129,7 +129,17 @@ class _Session(ExplorationSession):
             stall_timeout=float(options.stall_timeout),
             max_steps=options.max_steps,
             clock=clock,
+            hook=make_hook(options.preempt, options.modules, files),
         )
+
+    def close(self) -> None:
+        """The end of the exploration: its lines/bytecode hook goes, and what it disabled."""
+        hook = self.run_options.hook
+        try:
+            if hook is not None:
+                hook.uninstall()
+        finally:
+            restart_disabled()
 
     def execute(self, decider: Decider, strategy: Strategy) -> RunResult:
         return run_once(self.fn, decider, strategy, self.run_options)

@@ -182,7 +182,7 @@ class BytecodeHook:
     # -- sys.monitoring (3.12+): local events on the modules' code, filtered by thread ----------
 
     def install(self) -> None:
-        if not USE_MONITORING:
+        if not USE_MONITORING or self._tool is not None:  # installed already (an exploration's)
             return
         mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
         self._tool = claim_tool("bytecode")

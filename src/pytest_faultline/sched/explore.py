@@ -80,6 +80,7 @@ class RunOptions:
 
     __slots__ = (
         "clock",
+        "hook",
         "line_files",
         "max_steps",
         "modules",
@@ -98,6 +99,7 @@ class RunOptions:
         stall_timeout: float = DEFAULT_STALL_S,
         max_steps: int = DEFAULT_MAX_STEPS,
         clock: Any = None,
+        hook: Any = None,
     ) -> None:
         self.line_files = line_files
         self.preempt = preempt  # "lines" or "bytecode": the points in ``modules``
@@ -106,6 +108,10 @@ class RunOptions:
         self.stall_timeout = stall_timeout
         self.max_steps = max_steps
         self.clock = clock  # the test's running clock, if any
+        # The lines/bytecode hook of a whole exploration: its first run installs it and the
+        # exploration's end removes it (installing sys.monitoring events for each run made
+        # every run re-instrument the code it passed). None: each run makes and removes its own.
+        self.hook = hook
 
 
 class RunResult:
@@ -222,14 +228,18 @@ def run_once(
         stall_timeout=options.stall_timeout,
         max_steps=options.max_steps,
     )
-    sched.line_hook = make_hook(options.preempt, options.modules, options.line_files)
+    hook = options.hook
+    if hook is None:
+        sched.line_hook = make_hook(options.preempt, options.modules, options.line_files)
+    else:
+        sched.line_hook = hook
     if options.clock is not None:
         sched.use_clock(options.clock)
     body = threading.Thread(name="faultline-run", daemon=True)
     rec0 = sched.new_thread(body)
 
     body.run = lambda: sched.run_managed(rec0, fn)  # type: ignore[method-assign]
-    patches = PatchSet(sched, list(options.namespaces))
+    patches = PatchSet(sched, list(options.namespaces), own_hook=hook is None)
     observer_installed = False
     previous: Any = None
     unpark: Callable[[], None] | None = None

@@ -119,7 +119,7 @@ class LineHook:
     # -- sys.monitoring (3.12+): one global hook, filtered by thread --------------------------
 
     def install(self) -> None:
-        if not USE_MONITORING:
+        if not USE_MONITORING or self._tool is not None:  # installed already (an exploration's)
             return
         mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
         self._tool = claim_tool("lines")

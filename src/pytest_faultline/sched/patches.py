@@ -196,9 +196,12 @@ _PRISTINE: dict[tuple[ModuleType, str], Any] = {
 class PatchSet:
     """The patches of one run; ``uninstall`` restores every one of them, newest first."""
 
-    def __init__(self, sched: Scheduler, namespaces: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, sched: Scheduler, namespaces: list[dict[str, Any]], *, own_hook: bool = True
+    ) -> None:
         self.sched = sched
         self.namespaces = namespaces
+        self.own_hook = own_hook  # False: the hook belongs to the exploration, which removes it
         self._undo: list[Callable[[], None]] = []
         self.rebound: list[str] = []
 
@@ -267,7 +270,8 @@ class PatchSet:
             hook = self.sched.line_hook
             if hook is not None:
                 hook.install()
-                self._undo.append(hook.uninstall)
+                if self.own_hook:
+                    self._undo.append(hook.uninstall)
         except BaseException:
             self.uninstall()
             raise
