@@ -89,6 +89,11 @@ def pytest_configure(config: pytest.Config) -> None:
     from .sweep.session import start_live_progress  # light: pytest only
 
     start_live_progress(config)
+    # The thread scheduler (4 ms) loads with the plugin, not in the first test that explores:
+    # that test would pay it inside its own time (benchmarks/bench_sched.py, cold start).
+    from . import sched
+
+    del sched
 
 
 @pytest.hookimpl(optionalhook=True)

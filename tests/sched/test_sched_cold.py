@@ -268,3 +268,18 @@ def test_lines_mode_instruments_once_per_exploration(
         _lost_update, runs=200, preempt="lines", modules=[__name__], raises=False
     )
     assert isinstance(found.failure, AssertionError)
+
+
+def test_the_plugin_loads_the_scheduler_when_pytest_starts(pytester: pytest.Pytester) -> None:
+    """A test's first exploration does not import the scheduler inside its own time: the plugin
+    loaded it at start, with or without pytest-asyncio (whose integration loads it too)."""
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_loaded_before_any_exploration():
+            assert "pytest_faultline.sched.explore" in sys.modules
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:asyncio", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
