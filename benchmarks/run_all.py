@@ -180,6 +180,21 @@ def _lost(match: re.Match[str]) -> float:
 
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
+        "bench_import.py",
+        (
+            # The plugin imports the controller at every pytest start: was 10-11 ms on 3.12,
+            # 6.5 ms of it building dataclasses.
+            Metric(
+                "import pytest_faultline.controller (median, pytest loaded)",
+                r"import pytest_faultline\.controller: median .*?this ([\d.]+) ms",
+                "<=",
+                6.0,
+                " ms",
+            ),
+        ),
+        quick_args=("--runs", "3"),
+    ),
+    Benchmark(
         "bench_points.py",
         (Metric("disarmed point() / empty call", r"point overhead ratio: ([\d.]+)", "<=", 1.5),),
         quick_overrides={"NUMBER": 100_000, "REPEAT": 3},

@@ -13,8 +13,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+
+from ._record import FrozenRecord
 
 if TYPE_CHECKING:
     from .actions import Hit
@@ -114,17 +115,25 @@ def format_event(time_s: float, thread: str, kind: str, name: str, detail: str) 
     return f"{time_s * 1000:9.3f} ms  [{thread}] {kind} {name}: {detail}"
 
 
-@dataclass(frozen=True)
-class FaultEvent:
+# Written out, not @dataclass: the import of the controller is on every pytest start (_record.py).
+class FaultEvent(FrozenRecord):
     """One thing a fault did: its ``kind``, the target ``name``, the ``thread`` it happened on,
     a human ``detail``, and ``time`` in seconds since the test's controller started (real time,
     not the test's virtual clock). ``kind.is_fault`` tells faults from bookkeeping."""
 
+    __slots__ = __match_args__ = ("kind", "name", "thread", "detail", "time")
     kind: EventKind
     name: str
     thread: str
     detail: str
     time: float
+
+    def __init__(self, kind: EventKind, name: str, thread: str, detail: str, time: float) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "thread", thread)
+        object.__setattr__(self, "detail", detail)
+        object.__setattr__(self, "time", time)
 
     @property
     def is_fault(self) -> bool:

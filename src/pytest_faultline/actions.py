@@ -10,11 +10,11 @@ import copy
 import inspect
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _raw
 from ._context import EventKind
+from ._record import Record
 from .errors import FaultlineError, InjectedFault
 
 if TYPE_CHECKING:
@@ -48,11 +48,23 @@ PROCEED: Any = _Proceed()
 
 STALL_BOUND_S = _raw.STALL_BOUND_S
 
+# Hit and the actions below are written out, not @dataclass: the import of the controller is on
+# every pytest start (see _record.py). Each keeps the constructor, repr and equality it had as a
+# dataclass; an action of the user's own may still be a dataclass (docs/samples/extending).
 
-@dataclass
-class Hit:
+
+class Hit(Record):
     """One arrival at an armed target, as an action sees it."""
 
+    __slots__ = __match_args__ = (
+        "target",
+        "args",
+        "kwargs",
+        "count",
+        "thread",
+        "faultline",
+        "arming",
+    )
     target: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
@@ -61,10 +73,29 @@ class Hit:
     faultline: FaultContext
     arming: Arming
 
+    def __init__(
+        self,
+        target: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        count: int,
+        thread: str,
+        faultline: FaultContext,
+        arming: Arming,
+    ) -> None:
+        self.target = target
+        self.args = args
+        self.kwargs = kwargs
+        self.count = count
+        self.thread = thread
+        self.faultline = faultline
+        self.arming = arming
+
 
 class Action:
     """Base of every action. ``perform`` returns :data:`PROCEED` or the value to return instead."""
 
+    __slots__ = ()  # a subclass without __slots__ (a user's dataclass) has a __dict__
     kind = "action"
 
     def perform(self, hit: Hit) -> Any:
@@ -80,16 +111,15 @@ class Action:
         return self.kind
 
 
-@dataclass
-class Raise(Action):
+class Raise(Record, Action):
     """Raise ``exc`` (a class, or an instance raised afresh each time); by default an
     :class:`~pytest_faultline.InjectedFault` naming the target."""
 
-    exc: type[BaseException] | BaseException | None = None
+    __slots__ = __match_args__ = ("exc",)
+    exc: type[BaseException] | BaseException | None
     kind = "raise"
 
-    def __post_init__(self) -> None:
-        exc = self.exc
+    def __init__(self, exc: type[BaseException] | BaseException | None = None) -> None:
         if exc is not None and not (
             isinstance(exc, BaseException)
             or (isinstance(exc, type) and issubclass(exc, BaseException))
@@ -98,6 +128,7 @@ class Raise(Action):
                 f"Raise() needs an exception class or instance, got {exc!r}; "
                 f"for example Raise(ConnectionResetError) or Raise(OSError(104, 'reset'))"
             )
+        self.exc = exc
 
     def perform(self, hit: Hit) -> Any:
         __tracebackhide__ = True
@@ -117,16 +148,17 @@ class Raise(Action):
         return f"raise {name}"
 
 
-@dataclass
-class Delay(Action):
+class Delay(Record, Action):
     """Sleep ``seconds`` (through ``time.sleep``, so the clock and scheduler see it), then go on."""
 
+    __slots__ = __match_args__ = ("seconds",)
     seconds: float
     kind = "delay"
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.seconds, (int, float)) or self.seconds < 0:
-            raise FaultlineError(f"Delay() needs seconds >= 0, got {self.seconds!r}")
+    def __init__(self, seconds: float) -> None:
+        if not isinstance(seconds, (int, float)) or seconds < 0:
+            raise FaultlineError(f"Delay() needs seconds >= 0, got {seconds!r}")
+        self.seconds = seconds
 
     def perform(self, hit: Hit) -> Any:
         time.sleep(self.seconds)
@@ -142,12 +174,15 @@ class Delay(Action):
         return f"delay {self.seconds}s"
 
 
-@dataclass
-class Return(Action):
+class Return(Record, Action):
     """Skip the call and return ``value`` (for a point, ``point()`` returns it)."""
 
-    value: Any = None
+    __slots__ = __match_args__ = ("value",)
+    value: Any
     kind = "return"
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
 
     def perform(self, hit: Hit) -> Any:
         return self.value
@@ -156,16 +191,17 @@ class Return(Action):
         return f"return {self.value!r}"
 
 
-@dataclass
-class Call(Action):
+class Call(Record, Action):
     """Call ``fn`` with the target's arguments (a point's context as keywords), then go on."""
 
+    __slots__ = __match_args__ = ("fn",)
     fn: Callable[..., Any]
     kind = "call"
 
-    def __post_init__(self) -> None:
-        if not callable(self.fn):
-            raise FaultlineError(f"Call() needs a callable, got {self.fn!r}")
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        if not callable(fn):
+            raise FaultlineError(f"Call() needs a callable, got {fn!r}")
+        self.fn = fn
 
     def perform(self, hit: Hit) -> Any:
         self.fn(*hit.args, **hit.kwargs)
@@ -175,20 +211,27 @@ class Call(Action):
         return f"call {getattr(self.fn, '__qualname__', repr(self.fn))}"
 
 
-@dataclass
-class Stall(Action):
+class Stall(Record, Action):
     """Block the arriving thread until :meth:`release` (or the test ends), at most ``timeout``
     seconds; then go on. ``arming.wait(...)`` tells the test a thread has arrived."""
 
-    timeout: float = STALL_BOUND_S
+    __slots__ = ("_released", "_waiters", "_waiters_lock", "timeout")
+    __match_args__ = ("timeout",)
+    timeout: float
     kind = "stall"
-    _released: _raw.RawEvent = field(default_factory=_raw.RawEvent, init=False, repr=False)
-    _waiters: list[tuple[Any, Any]] = field(default_factory=list, init=False, repr=False)
-    _waiters_lock: Any = field(default_factory=_raw.allocate_lock, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
-            raise FaultlineError(f"Stall() needs a timeout > 0 seconds, got {self.timeout!r}")
+    def __init__(self, timeout: float = STALL_BOUND_S) -> None:
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise FaultlineError(f"Stall() needs a timeout > 0 seconds, got {timeout!r}")
+        self.timeout = timeout
+        self._released = _raw.RawEvent()
+        self._waiters: list[tuple[Any, Any]] = []
+        self._waiters_lock: Any = _raw.allocate_lock()
+
+    def _values(self) -> tuple[Any, ...]:
+        # Compared as the dataclass compared them: with its own event, so two stalls are equal
+        # only if they are one.
+        return (self.timeout, self._released, self._waiters, self._waiters_lock)
 
     def perform(self, hit: Hit) -> Any:
         if not self._released.wait(self.timeout):
@@ -241,10 +284,10 @@ class Stall(Action):
         return f"stall (bound {self.timeout}s)"
 
 
-@dataclass
-class Preempt(Action):
+class Preempt(Record, Action):
     """Force a thread switch here when the thread scheduler runs the test; otherwise recorded."""
 
+    __slots__ = ()
     kind = "preempt"
 
     def perform(self, hit: Hit) -> Any:
@@ -259,12 +302,12 @@ class Preempt(Action):
         return PROCEED
 
 
-@dataclass
-class Cancel(Action):
+class Cancel(Record, Action):
     """Cancel the asyncio task that reaches the target: at an armed coroutine function the
     ``CancelledError`` is raised inside it when it is awaited; at a point or a plain call it is
     raised at the task's next ``await``."""
 
+    __slots__ = ()
     kind = "cancel"
 
     def _task(self, hit: Hit) -> Any:
@@ -293,10 +336,10 @@ class Cancel(Action):
         return PROCEED
 
 
-@dataclass
-class Disconnect(Action):
+class Disconnect(Record, Action):
     """Drop every connection of the test's proxies and patched sockets, then go on."""
 
+    __slots__ = ()
     kind = "disconnect"
 
     def perform(self, hit: Hit) -> Any:
@@ -304,10 +347,10 @@ class Disconnect(Action):
         return PROCEED
 
 
-@dataclass
-class Watch(Action):
+class Watch(Record, Action):
     """Do nothing but count hits (for ``faultline.hits`` and ``arming.wait``)."""
 
+    __slots__ = ()
     kind = "watch"
 
     def perform(self, hit: Hit) -> Any:

@@ -15,9 +15,9 @@ import json
 import random
 import re
 import zlib
-from dataclasses import dataclass, field
 
 from . import _raw
+from ._record import FrozenRecord
 from .errors import ReplayTokenError
 
 __all__ = ["Decider", "ReplayToken", "Stream", "derive_seed", "test_fingerprint"]
@@ -51,14 +51,22 @@ def test_fingerprint(nodeid: str) -> str:
 test_fingerprint.__test__ = False  # type: ignore[attr-defined]  # not a test, despite the name
 
 
-@dataclass(frozen=True)
-class ReplayToken:
+# Written out, not @dataclass: the import of the controller is on every pytest start (_record.py).
+class ReplayToken(FrozenRecord):
     """A run in one printable string: format version, the test's seed, the test it belongs to,
     and the choices of recorded streams."""
 
+    __slots__ = __match_args__ = ("seed", "test", "choices")
     seed: int
     test: str
-    choices: dict[str, list[Choice]] = field(default_factory=dict)
+    choices: dict[str, list[Choice]]
+
+    def __init__(
+        self, seed: int, test: str, choices: dict[str, list[Choice]] | None = None
+    ) -> None:
+        object.__setattr__(self, "seed", seed)
+        object.__setattr__(self, "test", test)
+        object.__setattr__(self, "choices", {} if choices is None else choices)
 
     def encode(self) -> str:
         text = f"{TOKEN_VERSION}.{self.seed}.{self.test}"

@@ -12,9 +12,9 @@ import inspect
 import types
 import typing
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from ._record import FrozenRecord
 from .errors import ScenarioError
 
 __all__ = ["REGISTRY", "Param", "Registry", "Scenario", "scenario"]
@@ -24,11 +24,18 @@ REQUIRED: Any = inspect.Parameter.empty
 ScenarioFunc = Callable[..., Any]
 
 
-@dataclass(frozen=True)
-class Param:
+# Param and Scenario are written out, not @dataclass: the plugin imports this module at every
+# pytest start (_record.py).
+class Param(FrozenRecord):
+    __slots__ = __match_args__ = ("name", "default", "annotation")
     name: str
     default: Any
     annotation: Any  # a resolved type, or None when it could not be resolved
+
+    def __init__(self, name: str, default: Any, annotation: Any) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "default", default)
+        object.__setattr__(self, "annotation", annotation)
 
     @property
     def required(self) -> bool:
@@ -43,12 +50,18 @@ class Param:
         return text
 
 
-@dataclass(frozen=True)
-class Scenario:
+class Scenario(FrozenRecord):
+    __slots__ = __match_args__ = ("name", "func", "params", "doc")
     name: str
     func: ScenarioFunc
     params: tuple[Param, ...]
     doc: str
+
+    def __init__(self, name: str, func: ScenarioFunc, params: tuple[Param, ...], doc: str) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "func", func)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "doc", doc)
 
     @property
     def origin(self) -> str:

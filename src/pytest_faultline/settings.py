@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 # pytest's StashKey itself, without importing pytest: the controller (and so ``explore()`` from
 # plain code outside a test run) reads Settings, and importing pytest costs ~0.1 s.
 from _pytest.stash import StashKey
 
+from ._record import FrozenRecord
 from .errors import ReplayTokenError
 
 if TYPE_CHECKING:
@@ -138,8 +138,9 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
-@dataclass(frozen=True)
-class OptionSpec:
+# Written out, not @dataclass: the import of the controller is on every pytest start (_record.py).
+class OptionSpec(FrozenRecord):
+    __slots__ = __match_args__ = ("dest", "flag", "ini", "env", "parse", "metavar", "help")
     dest: str
     flag: str
     ini: str | None
@@ -147,6 +148,20 @@ class OptionSpec:
     parse: Callable[[str], Any]
     metavar: str
     help: str
+
+    def __init__(
+        self,
+        dest: str,
+        flag: str,
+        ini: str | None,
+        env: str | None,
+        parse: Callable[[str], Any],
+        metavar: str,
+        help: str,
+    ) -> None:
+        values = (dest, flag, ini, env, parse, metavar, help)
+        for name, value in zip(OptionSpec.__match_args__, values, strict=True):
+            object.__setattr__(self, name, value)
 
 
 OPTIONS: tuple[OptionSpec, ...] = (
@@ -344,27 +359,88 @@ def add_options(parser: pytest.Parser) -> None:
     )
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The resolved options of a session."""
+# Written out, not @dataclass: the import of the controller is on every pytest start (_record.py).
+class Settings(FrozenRecord):
+    """The resolved options of a session (immutable: :meth:`replace` makes a changed copy)."""
 
+    __slots__ = __match_args__ = (
+        "seed",
+        "seed_origin",
+        "scenarios",
+        "replay",
+        "param_runs",
+        "budget",
+        "backend",
+        "toxiproxy_url",
+        "report",
+        "strict",
+        "cache_clear",
+        "summary",
+        "lockdep",
+        "sweep",
+        "sweep_all",
+        "toxiproxy_skip_unavailable",
+        "rerun_seed",
+    )
     seed: int
     seed_origin: str
-    scenarios: tuple[str, ...] = ()
-    replay: ReplayToken | None = None
-    param_runs: int | None = None
-    budget: float | None = None
-    backend: str = DEFAULT_BACKEND
-    toxiproxy_url: str | None = None
-    report: Path | None = None
-    strict: bool = False
-    cache_clear: bool = False
-    summary: bool = False
-    lockdep: bool = False
-    sweep: tuple[str, ...] = ()
-    sweep_all: bool = False
-    toxiproxy_skip_unavailable: bool = False
-    rerun_seed: str = "fresh"
+    scenarios: tuple[str, ...]
+    replay: ReplayToken | None
+    param_runs: int | None
+    budget: float | None
+    backend: str
+    toxiproxy_url: str | None
+    report: Path | None
+    strict: bool
+    cache_clear: bool
+    summary: bool
+    lockdep: bool
+    sweep: tuple[str, ...]
+    sweep_all: bool
+    toxiproxy_skip_unavailable: bool
+    rerun_seed: str
+
+    def __init__(
+        self,
+        seed: int,
+        seed_origin: str,
+        scenarios: tuple[str, ...] = (),
+        replay: ReplayToken | None = None,
+        param_runs: int | None = None,
+        budget: float | None = None,
+        backend: str = DEFAULT_BACKEND,
+        toxiproxy_url: str | None = None,
+        report: Path | None = None,
+        strict: bool = False,
+        cache_clear: bool = False,
+        summary: bool = False,
+        lockdep: bool = False,
+        sweep: tuple[str, ...] = (),
+        sweep_all: bool = False,
+        toxiproxy_skip_unavailable: bool = False,
+        rerun_seed: str = "fresh",
+    ) -> None:
+        values = (
+            seed,
+            seed_origin,
+            scenarios,
+            replay,
+            param_runs,
+            budget,
+            backend,
+            toxiproxy_url,
+            report,
+            strict,
+            cache_clear,
+            summary,
+            lockdep,
+            sweep,
+            sweep_all,
+            toxiproxy_skip_unavailable,
+            rerun_seed,
+        )
+        for name, value in zip(Settings.__match_args__, values, strict=True):
+            object.__setattr__(self, name, value)
 
     def param_defaults(self) -> dict[str, object]:
         """Scenario parameters these settings fill when a marker leaves them out."""

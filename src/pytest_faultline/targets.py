@@ -11,10 +11,10 @@ import functools
 import importlib
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from ._record import Record
 from .errors import TargetError
 
 __all__ = ["CallTarget", "is_call_target", "path_of", "resolve"]
@@ -40,15 +40,25 @@ def path_of(func: Callable[..., Any]) -> str:
     return f"{module}:{qualname}"
 
 
-@dataclass
-class CallTarget:
+# Written out, not @dataclass: the import of the controller is on every pytest start (_record.py).
+class CallTarget(Record):
     """A resolved target: the owner (module or class), the attribute, and its raw value."""
 
+    __slots__ = __match_args__ = ("path", "owner", "attr", "raw", "inherited")
     path: str
     owner: ModuleType | type
     attr: str
     raw: Any  # as stored in the owner's __dict__ (staticmethod/classmethod kept) or inherited
     inherited: bool
+
+    def __init__(
+        self, path: str, owner: ModuleType | type, attr: str, raw: Any, inherited: bool
+    ) -> None:
+        self.path = path
+        self.owner = owner
+        self.attr = attr
+        self.raw = raw
+        self.inherited = inherited
 
     @property
     def function(self) -> Callable[..., Any]:

@@ -9,7 +9,6 @@ import socket
 import textwrap
 import threading
 import time
-from dataclasses import replace
 
 import pytest
 
@@ -354,7 +353,7 @@ def test_a_generated_name_never_collides_with_the_users(
 ) -> None:
     monkeypatch.setattr(proxies, "_REMOTE_NAMES", itertools.count(1))
     with ToxiproxyServer().start() as api, upstream(echo) as server:
-        settings = replace(Settings(1, "given"), backend=backend, toxiproxy_url=api.url)
+        settings = Settings(1, "given").replace(backend=backend, toxiproxy_url=api.url)
         controller = Faultline(seed=1, nodeid="tests/net/names", settings=settings)
         try:
             taken = ["proxy2", "proxy4", f"faultline_{os.getpid()}_1"]
