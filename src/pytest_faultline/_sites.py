@@ -365,14 +365,25 @@ def set_root(root: str) -> str:
     root, to put back when that session ends (pytester runs sessions inside sessions)."""
     previous = _ROOT[0]
     _ROOT[0] = os.path.abspath(root)
+    _RELATIVE.clear()
     return previous
+
+
+# absolute filename -> relative(filename) under the current root: a site is named at every
+# scheduling point, and os.path.abspath was a tenth of a point's cost.
+_RELATIVE: dict[str, str] = {}
 
 
 def relative(filename: str) -> str:
     """``filename`` relative to the rootdir when it is below it, else as it is."""
-    path = os.path.abspath(filename)
-    root = _ROOT[0] + os.sep
-    return path[len(root) :] if path.startswith(root) else filename
+    shown = _RELATIVE.get(filename)
+    if shown is None:
+        path = os.path.abspath(filename)
+        root = _ROOT[0] + os.sep
+        shown = path[len(root) :] if path.startswith(root) else filename
+        if os.path.isabs(filename):  # a relative one depends on the working directory
+            _RELATIVE[filename] = shown
+    return shown
 
 
 def is_plumbing(filename: str) -> bool:
