@@ -1,7 +1,8 @@
 """What importing faultline costs at every pytest start.
 
-Times ``import pytest_faultline.controller`` (loaded by the plugin at every pytest start) and
-``import pytest_faultline.plugin`` in fresh processes, with pytest already imported (as it is when
+Times ``import pytest_faultline.controller`` (loaded by the plugin at every pytest start),
+``import pytest_faultline.plugin``, and the plugin with the thread scheduler its
+``pytest_configure`` loads, in fresh processes, with pytest already imported (as it is when
 pytest loads the plugin). With ``.pyc`` files, as an installed package has them: one warm-up
 import per source tree first, and ``PYTHONDONTWRITEBYTECODE`` removed from the environment.
 
@@ -22,7 +23,13 @@ import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-MODULES = ("pytest_faultline.controller", "pytest_faultline.plugin")
+# The last line is what a pytest start loads in all: the plugin module, and the thread scheduler
+# that its pytest_configure loads (so that a test's first exploration does not).
+MODULES = (
+    "pytest_faultline.controller",
+    "pytest_faultline.plugin",
+    "pytest_faultline.plugin, pytest_faultline.sched",
+)
 CODE = (
     "import pytest, time\n"
     "t = time.perf_counter()\n"
