@@ -102,6 +102,25 @@ def test_scenario_under_pytest_asyncio(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*test_naive*", "*preempt=sync) failed*"])
 
 
+def test_pytest_start_does_not_load_the_controlled_loop(pytester: pytest.Pytester) -> None:
+    """The pytest-asyncio integration is registered when pytest starts; the controlled loop (and
+    the rest of the asyncio package) loads when a test first explores task orders."""
+    pytester.makepyfile(
+        test_plain="""
+        import sys
+        import pytest
+
+        @pytest.mark.asyncio
+        async def test_an_asyncio_test_that_does_not_explore(request):
+            assert request.config.pluginmanager.has_plugin("faultline-asyncio")
+            assert "pytest_faultline.aio.loop" not in sys.modules
+        """
+    )
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+
+
 def test_scenario_on_a_sync_test_says_what_to_do(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_sync="""

@@ -17,8 +17,6 @@ from typing import Any
 
 import pytest
 
-from .loop import ControlledLoop
-
 __all__ = ["ASYNCIO_PLUGIN", "LoopFactories", "wants_controlled_loop"]
 
 ASYNCIO_PLUGIN = "faultline-asyncio"
@@ -46,5 +44,8 @@ class LoopFactories:
         self, config: pytest.Config, item: pytest.Item
     ) -> Mapping[str, Callable[[], Any]]:
         if wants_controlled_loop(item, self.scenarios):
+            # Imported here, not when pytest starts: most asyncio tests never explore task orders.
+            from .loop import ControlledLoop
+
             return {"faultline": ControlledLoop}
         return {"asyncio": _default_loop}
