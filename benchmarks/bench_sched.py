@@ -777,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=9, help="runs per bug for the median")
     # 11: the schedules a tool needs vary with the seed (1-16 on these bugs), and a median of 5
-    # fresh processes moved the ratio by 0.3-0.5 between two runs of one commit.
+    # fresh processes moved the ratio by 0.3-0.5 between two runs of the same scheduler.
     parser.add_argument("--cold-seeds", type=int, default=11, help="fresh processes per bug/tool")
     parser.add_argument(
         "--stress-cap", type=float, default=2.0, help="seconds a stress loop may try per attempt"
