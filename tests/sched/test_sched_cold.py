@@ -259,7 +259,6 @@ def test_lines_mode_instruments_once_per_exploration(
     result = faultline.explore(body, runs=20, preempt="lines", modules=[bytecode_app.__name__])
     assert result.schedules == 20
     assert len(restarts) == 2  # the first run's install, and the end of the exploration
-    assert lines._DISABLED[0] is None
     # One sys.monitoring tool for the whole exploration (not one per run), free at its end.
     assert len(claimed) == 1
     assert monitoring.get_tool(claimed[0]) is None

@@ -25,7 +25,7 @@ from .explore import (
     test_namespace,
 )
 from .integration import active_clock
-from .lines import make_hook, module_files, restart_disabled
+from .lines import make_hook, module_files
 from .session import ExplorationSession, checked_token, options_from
 from .strategies import Strategy
 
@@ -135,11 +135,8 @@ class _Session(ExplorationSession):
     def close(self) -> None:
         """The end of the exploration: its lines/bytecode hook goes, and what it disabled."""
         hook = self.run_options.hook
-        try:
-            if hook is not None:
-                hook.uninstall()
-        finally:
-            restart_disabled()
+        if hook is not None:
+            hook.uninstall()
 
     def execute(self, decider: Decider, strategy: Strategy) -> RunResult:
         return run_once(self.fn, decider, strategy, self.run_options)

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from types import CodeType, FrameType, FunctionType, ModuleType
 from typing import Any
 
-from .lines import USE_MONITORING, claim_tool, release_tool, restart
+from .lines import USE_MONITORING, claim_tool, release_tool
 from .runtime import current
 
 __all__ = ["LOCAL_OPS", "BytecodeHook", "module_code", "point_table"]
@@ -186,7 +186,7 @@ class BytecodeHook:
             return
         mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
         self._tool = claim_tool("bytecode")
-        restart()  # local-only bytecodes disabled in an earlier run report once more
+        mon.restart_events()  # local-only bytecodes disabled in an earlier exploration report again
         mon.register_callback(self._tool, mon.events.INSTRUCTION, self._on_instruction)
         for code in self.codes:
             mon.set_local_events(self._tool, code, mon.events.INSTRUCTION)

@@ -15,16 +15,7 @@ from typing import Any
 
 from .runtime import current
 
-__all__ = [
-    "LineHook",
-    "claim_tool",
-    "line_point",
-    "make_hook",
-    "module_files",
-    "release_tool",
-    "restart",
-    "restart_disabled",
-]
+__all__ = ["LineHook", "claim_tool", "line_point", "make_hook", "module_files", "release_tool"]
 
 TOOL_NAME = "pytest-faultline"
 USE_MONITORING = sys.version_info >= (3, 12)
@@ -78,34 +69,11 @@ def claim_tool(mode: str) -> int:
     )
 
 
-# The tool id and the files of the run whose LINE events were DISABLEd last. A disabled code
-# location stays disabled for that tool id after the tool is freed, which is right for the next
-# run of the same exploration (same files): it need not re-disable every line of every module
-# it passes (restart_events cost a third of a run in lines mode). Any other use of the tool id
-# restarts first, and so does the end of every exploration (:func:`restart_disabled`).
-_DISABLED: list[tuple[int, frozenset[str]] | None] = [None]
-
-
-def restart() -> None:
-    """Re-enable every event disabled by ``sys.monitoring.DISABLE``, for all tools."""
-    _DISABLED[0] = None
-    sys.monitoring.restart_events()  # type: ignore[attr-defined,unused-ignore]
-
-
-def restart_disabled() -> None:
-    """The end of an exploration: no disabled line outlives it (another tool may take the id)."""
-    if _DISABLED[0] is not None:
-        restart()
-
-
-def release_tool(tool: int, *, keep: frozenset[str] | None = None) -> None:
-    """Free ``tool``; its disabled lines are kept for a next run with the files ``keep``."""
+def release_tool(tool: int) -> None:
+    """Free ``tool`` and re-enable what it disabled (another tool may take the id)."""
     mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
     mon.free_tool_id(tool)
-    if keep is None:
-        restart()
-    else:
-        _DISABLED[0] = (tool, keep)
+    mon.restart_events()
 
 
 class LineHook:
@@ -123,8 +91,7 @@ class LineHook:
             return
         mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
         self._tool = claim_tool("lines")
-        if _DISABLED[0] != (self._tool, self.files):
-            restart()
+        mon.restart_events()
         mon.register_callback(self._tool, mon.events.LINE, self._on_line)
         mon.set_events(self._tool, mon.events.LINE)
 
@@ -134,7 +101,7 @@ class LineHook:
         mon = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
         mon.set_events(self._tool, 0)
         mon.register_callback(self._tool, mon.events.LINE, None)
-        release_tool(self._tool, keep=self.files)
+        release_tool(self._tool)
         self._tool = None
 
     def _on_line(self, code: CodeType, line: int) -> Any:
