@@ -129,11 +129,7 @@ class FaultEvent(FrozenRecord):
     time: float
 
     def __init__(self, kind: EventKind, name: str, thread: str, detail: str, time: float) -> None:
-        object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "thread", thread)
-        object.__setattr__(self, "detail", detail)
-        object.__setattr__(self, "time", time)
+        self._set(kind, name, thread, detail, time)
 
     @property
     def is_fault(self) -> bool:

@@ -40,10 +40,15 @@ class Record:
 
 
 class FrozenRecord(Record):
-    """A :class:`Record` that cannot change: its ``__init__`` sets fields with
-    ``object.__setattr__``; copy and pickle go through ``__init__``, :meth:`replace` too."""
+    """A :class:`Record` that cannot change: its ``__init__`` sets the fields with
+    :meth:`_set`; copy and pickle go through ``__init__``, :meth:`replace` too."""
 
     __slots__ = ()
+
+    def _set(self, *values: Any) -> None:
+        """Set the fields, in ``__match_args__`` order (the part of ``__init__`` they share)."""
+        for name, value in zip(self.__match_args__, values, strict=True):
+            object.__setattr__(self, name, value)
 
     # Hidden from mypy, which would otherwise accept any attribute name on assignment. The
     # import is done on misuse only: outside pytest nothing else loads dataclasses (~1 ms).

@@ -64,9 +64,7 @@ class ReplayToken(FrozenRecord):
     def __init__(
         self, seed: int, test: str, choices: dict[str, list[Choice]] | None = None
     ) -> None:
-        object.__setattr__(self, "seed", seed)
-        object.__setattr__(self, "test", test)
-        object.__setattr__(self, "choices", {} if choices is None else choices)
+        self._set(seed, test, {} if choices is None else choices)
 
     def encode(self) -> str:
         text = f"{TOKEN_VERSION}.{self.seed}.{self.test}"

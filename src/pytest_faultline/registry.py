@@ -33,9 +33,7 @@ class Param(FrozenRecord):
     annotation: Any  # a resolved type, or None when it could not be resolved
 
     def __init__(self, name: str, default: Any, annotation: Any) -> None:
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "default", default)
-        object.__setattr__(self, "annotation", annotation)
+        self._set(name, default, annotation)
 
     @property
     def required(self) -> bool:
@@ -58,10 +56,7 @@ class Scenario(FrozenRecord):
     doc: str
 
     def __init__(self, name: str, func: ScenarioFunc, params: tuple[Param, ...], doc: str) -> None:
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "func", func)
-        object.__setattr__(self, "params", params)
-        object.__setattr__(self, "doc", doc)
+        self._set(name, func, params, doc)
 
     @property
     def origin(self) -> str:

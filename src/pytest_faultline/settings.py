@@ -159,9 +159,7 @@ class OptionSpec(FrozenRecord):
         metavar: str,
         help: str,
     ) -> None:
-        values = (dest, flag, ini, env, parse, metavar, help)
-        for name, value in zip(OptionSpec.__match_args__, values, strict=True):
-            object.__setattr__(self, name, value)
+        self._set(dest, flag, ini, env, parse, metavar, help)
 
 
 OPTIONS: tuple[OptionSpec, ...] = (
@@ -420,7 +418,7 @@ class Settings(FrozenRecord):
         toxiproxy_skip_unavailable: bool = False,
         rerun_seed: str = "fresh",
     ) -> None:
-        values = (
+        self._set(
             seed,
             seed_origin,
             scenarios,
@@ -439,8 +437,6 @@ class Settings(FrozenRecord):
             toxiproxy_skip_unavailable,
             rerun_seed,
         )
-        for name, value in zip(Settings.__match_args__, values, strict=True):
-            object.__setattr__(self, name, value)
 
     def param_defaults(self) -> dict[str, object]:
         """Scenario parameters these settings fill when a marker leaves them out."""

@@ -174,5 +174,7 @@ def test_importing_the_plugin_builds_no_dataclass() -> None:
         "import pytest_faultline.plugin\n"
         "print(built)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert out.stdout.strip() == "[]"

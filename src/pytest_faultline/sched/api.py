@@ -119,9 +119,6 @@ class _Session(ExplorationSession):
             faultline.service(SCHED_CLOCK, lambda fl: clock.add_listener(_follow_clock) or True)
         files = module_files(list(options.modules)) if options.preempt != "sync" else frozenset()
         self.run_options = RunOptions(
-            line_files=files,
-            preempt=options.preempt,
-            modules=options.modules,
             namespaces=_namespaces(
                 [*options.modules, *options.rebind],
                 [*(namespaces or []), _own_namespace(fn)],

@@ -16,7 +16,6 @@ from ..errors import DeadlockError, FaultlineError
 from ..exploring import DEFAULT_MAX_STEPS, DEFAULT_STALL_S
 from . import runtime
 from .integration import install_park_hook
-from .lines import make_hook
 from .patches import PatchSet
 from .runtime import DONE, OUTSIDE, Decision, Scheduler, Step, ThreadRecord
 from .strategies import DepthFirst, PrefixReplay, Strategy, TokenReplay, preemptions
@@ -78,39 +77,24 @@ UNWIND_BOUND_S = 2.0
 class RunOptions:
     """How each run is driven (validated by ``explore``)."""
 
-    __slots__ = (
-        "clock",
-        "hook",
-        "line_files",
-        "max_steps",
-        "modules",
-        "namespaces",
-        "preempt",
-        "stall_timeout",
-    )
+    __slots__ = ("clock", "hook", "max_steps", "namespaces", "stall_timeout")
 
     def __init__(
         self,
         *,
-        line_files: frozenset[str] = frozenset(),
-        preempt: str = "sync",
-        modules: tuple[str, ...] = (),
         namespaces: tuple[dict[str, Any], ...] = (),
         stall_timeout: float = DEFAULT_STALL_S,
         max_steps: int = DEFAULT_MAX_STEPS,
         clock: Any = None,
         hook: Any = None,
     ) -> None:
-        self.line_files = line_files
-        self.preempt = preempt  # "lines" or "bytecode": the points in ``modules``
-        self.modules = modules
         self.namespaces = namespaces
         self.stall_timeout = stall_timeout
         self.max_steps = max_steps
         self.clock = clock  # the test's running clock, if any
-        # The lines/bytecode hook of a whole exploration: its first run installs it and the
-        # exploration's end removes it (installing sys.monitoring events for each run made
-        # every run re-instrument the code it passed). None: each run makes and removes its own.
+        # The lines/bytecode hook of the exploration (None: no line or bytecode points), made
+        # and removed by it; its first run installs it (installing sys.monitoring events for
+        # each run made every run re-instrument the code it passed).
         self.hook = hook
 
 
@@ -228,18 +212,14 @@ def run_once(
         stall_timeout=options.stall_timeout,
         max_steps=options.max_steps,
     )
-    hook = options.hook
-    if hook is None:
-        sched.line_hook = make_hook(options.preempt, options.modules, options.line_files)
-    else:
-        sched.line_hook = hook
+    sched.line_hook = options.hook
     if options.clock is not None:
         sched.use_clock(options.clock)
     body = threading.Thread(name="faultline-run", daemon=True)
     rec0 = sched.new_thread(body)
 
     body.run = lambda: sched.run_managed(rec0, fn)  # type: ignore[method-assign]
-    patches = PatchSet(sched, list(options.namespaces), own_hook=hook is None)
+    patches = PatchSet(sched, list(options.namespaces))
     observer_installed = False
     previous: Any = None
     unpark: Callable[[], None] | None = None

@@ -196,12 +196,9 @@ _PRISTINE: dict[tuple[ModuleType, str], Any] = {
 class PatchSet:
     """The patches of one run; ``uninstall`` restores every one of them, newest first."""
 
-    def __init__(
-        self, sched: Scheduler, namespaces: list[dict[str, Any]], *, own_hook: bool = True
-    ) -> None:
+    def __init__(self, sched: Scheduler, namespaces: list[dict[str, Any]]) -> None:
         self.sched = sched
         self.namespaces = namespaces
-        self.own_hook = own_hook  # False: the hook belongs to the exploration, which removes it
         self._undo: list[Callable[[], None]] = []
         self.rebound: list[str] = []
 
@@ -269,9 +266,7 @@ class PatchSet:
                 self._rebind(namespace, replacements)
             hook = self.sched.line_hook
             if hook is not None:
-                hook.install()
-                if self.own_hook:
-                    self._undo.append(hook.uninstall)
+                hook.install()  # once per exploration, which removes it at its end
         except BaseException:
             self.uninstall()
             raise

@@ -168,13 +168,11 @@ class Scheduler:
         *,
         stall_timeout: float,
         max_steps: int,
-        line_modules: frozenset[str] = frozenset(),
     ) -> None:
         self.strategy = strategy
         self.stream = stream
         self.stall_timeout = stall_timeout
         self.max_steps = max_steps
-        self.line_files = line_modules
         self.line_hook: Any = None
         self.threads: list[ThreadRecord] = []
         self.by_ident: dict[int, ThreadRecord] = {}
